@@ -40,6 +40,8 @@ UNIT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRCS) tests/unit/runner.c)
 
 .PHONY: all deps test unit integration fuzz fuzz-short wire demo clean format datamodels bench
 .DEFAULT_GOAL := all
+# Keep generated sources and headers: other tools include them from build/.
+.SECONDARY:
 
 all: deps $(BUILD)/libusp.a $(BUILD)/uspsim
 
@@ -96,10 +98,13 @@ integration: all
 wire: all
 	@sh tests/wire/run $(BUILD)
 
-# libFuzzer targets, built with clang into their own folder.
+# libFuzzer targets, built with clang into their own folder: the library is
+# compiled once with coverage instrumentation, each target links against it.
 FUZZ_DIR    := build/fuzz
-FUZZ_CFLAGS := $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/include -Ilib -I$(FUZZ_DIR)/gen $(PKG_CFLAGS)
-FUZZ_LIB_SRCS := $(LIB_SRCS) $(patsubst proto/%.proto,$(FUZZ_DIR)/gen/%.pb-c.c,$(PROTOS))
+FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := $(CSTD) -g -O1 $(FUZZ_SAN) -Ilib/include -Ilib -I$(FUZZ_DIR)/gen $(PKG_CFLAGS) -MMD -MP
+FUZZ_GEN    := $(patsubst proto/%.proto,$(FUZZ_DIR)/gen/%.pb-c.c,$(PROTOS))
+FUZZ_OBJS   := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRCS)) $(patsubst $(FUZZ_DIR)/gen/%.c,$(FUZZ_DIR)/obj/gen/%.o,$(FUZZ_GEN))
 FUZZ_BINS   := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
 FUZZ_TIME   ?= 60
 
@@ -107,9 +112,16 @@ $(FUZZ_DIR)/gen/%.pb-c.c $(FUZZ_DIR)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(FUZZ_DIR)/gen
 	protoc-c --proto_path=proto --c_out=$(FUZZ_DIR)/gen $<
 
-$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS) $(wildcard lib/*.h lib/include/usp/*.h)
-	@mkdir -p $(FUZZ_DIR)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(PKG_LIBS) -lm -lpthread
+$(FUZZ_DIR)/obj/gen/%.o: $(FUZZ_DIR)/gen/%.c | $(FUZZ_GEN:.c=.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/obj/%.o: %.c | $(FUZZ_GEN:.c=.h)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_OBJS)
+	$(CLANG) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm -lpthread
 
 fuzz: deps $(FUZZ_BINS)
 	@sh tests/fuzz/run $(FUZZ_TIME) $(FUZZ_BINS)
@@ -135,4 +147,4 @@ format:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)
