@@ -24,6 +24,28 @@
  * answer, the proto field at fault (dotted proto field names from the top,
  * e.g. "record.no_session_context.payload" or
  * "msg.body.request.get.param_paths"), and a sentence for humans. */
+/*
+ * Codes and `discard` per rule (err->field in brackets; repeated fields
+ * carry their index, e.g. "msg.body.response.add_resp.created_obj_results[1]
+ * .oper_status.oper_status"; an empty oneof is named by the oneof itself):
+ *   Record bytes do not decode             7100, discard  [record]
+ *   from_id or to_id empty                 7104, discard  [record.from_id|to_id]
+ *   record_type (or any Record oneof) empty 7104, discard [record.record_type] R-ENC.4
+ *   version missing, not "D.D", not 1.0-1.4 7104          [record.version]
+ *   unknown enum value in a Record field   7104           [e.g. record.payload_security] R-ENC.2
+ *   no_session_context with empty payload  7104           [record.no_session_context.payload]
+ *   no_session_context with TLS12 payload  7104           [record.payload_security] R-E2E.41
+ *   Msg bytes do not decode                7000, discard  [msg]
+ *   Msg without header / empty msg_id / without body
+ *                                          7004, discard  [msg.header|msg.header.msg_id|msg.body]
+ *   empty oneof anywhere in a Msg          7004           [e.g. msg.body.request.req_type] R-ENC.5
+ *   unknown enum value in a Msg field      7004           [e.g. msg.header.msg_type] R-ENC.2
+ * For Msg errors `discard` is true unless the body is a Request (only
+ * Requests are answered). Record checks run in the order from_id, to_id,
+ * empty oneofs, version, enums, payload rules; Msg checks in the order
+ * header, msg_id, body, then oneofs and enums in field order. The first
+ * failure is reported.
+ */
 struct usp_decode_err {
     uint32_t usp_code;
     bool discard;
@@ -36,7 +58,9 @@ int usp_version_parse(const char *v, unsigned *major, unsigned *minor);
 /* True for 1.0 .. 1.4. */
 bool usp_version_supported(const char *v);
 
-/* Unpacks a Record into `a` and validates it (usp_record_validate). */
+/* Unpacks a Record into `a` and validates it (usp_record_validate).
+ * USP_EDECODE (*out NULL) for bytes that are not a Record; USP_EPROTO
+ * leaves the decoded Record in *out for logging; USP_ENOMEM. */
 int usp_record_decode(struct usp_arena *a, const uint8_t *buf, size_t len,
                       UspRecord__Record **out, struct usp_decode_err *err);
 /* Required fields present, version supported, record_type set (else
@@ -44,7 +68,8 @@ int usp_record_decode(struct usp_arena *a, const uint8_t *buf, size_t len,
  * a non-empty payload (R-E2E.26). 0, or USP_EPROTO with `err` filled. */
 int usp_record_validate(const UspRecord__Record *rec, struct usp_decode_err *err);
 
-/* Unpacks a Msg into `a` and validates it (usp_msg_validate). */
+/* Unpacks a Msg into `a` and validates it (usp_msg_validate). Same
+ * results as usp_record_decode. */
 int usp_msg_decode(struct usp_arena *a, const uint8_t *buf, size_t len, Usp__Msg **out,
                    struct usp_decode_err *err);
 /* Header with msg_id, body and every oneof set (else 7004, R-ENC.5), known
@@ -96,12 +121,25 @@ struct usp_rx {
 /* Classifies one received Record addressed to `own_eid`. A bad Record is
  * answered only when R-MTP.5 allows it: valid from_id, to_id equal to
  * own_eid, a Request inside with a readable msg_id. Returns 0 (see
- * rx->action) or USP_ENOMEM. */
+ * rx->action) or USP_ENOMEM.
+ * - A Record for another to_id is dropped with usp_code 0 and field
+ *   "record.to_id" (R-E2E.1), whatever else is wrong with it.
+ * - "Valid from_id" means usp_eid_valid() (usp/eid.h).
+ * - Only no_session_context Records are answered; a bad session_context,
+ *   Connect or Disconnect Record is dropped (the session layer owns those
+ *   replies). A payload that does not decode as a Msg is dropped (7000):
+ *   nobody can tell it carried a Request.
+ * - DELIVER: rec is valid; msg is set for no_session_context (validated),
+ *   NULL for other record types. REPLY_ERROR: rec is set; msg is set when
+ *   the fault is in the Message, NULL for a Record fault.
+ * - own_eid NULL accepts any to_id (for decoding tools). */
 int usp_rx_record(struct usp_arena *a, const uint8_t *buf, size_t len, const char *own_eid,
                   struct usp_rx *rx);
 /* Builds the Error reply Record for rx->action == USP_RX_REPLY_ERROR: an
  * Error message with rx->err.usp_code and the request's msg_id, from
- * own_eid to the sender, in the sender's version when we support it. */
+ * own_eid to the sender, in the sender's version when we support it.
+ * err_msg is "<rx->err.msg> (<rx->err.field>)". own_eid NULL replies from
+ * the Record's to_id. USP_EINVAL for any other action. */
 int usp_rx_error_reply(struct usp_arena *a, const struct usp_rx *rx, const char *own_eid,
                        uint8_t **out, size_t *len);
 
