@@ -6,5 +6,6 @@
 int sim_cmd_decode(int argc, char **argv);
 int sim_cmd_encode(int argc, char **argv);
 int sim_cmd_dm(int argc, char **argv);
+int sim_cmd_agents(int argc, char **argv);
 
 #endif

@@ -18,7 +18,8 @@ static const struct {
 } commands[] = {
     {"decode", sim_cmd_decode, "print a USP Record (binary, hex or base64) as JSON"},
     {"encode", sim_cmd_encode, "write a USP Record holding a request"},
-    {"dm", sim_cmd_dm, "data-model tools"},
+    {"agents", sim_cmd_agents, "run a fleet of virtual USP agents over MQTT"},
+    {"dm", sim_cmd_dm, "data-model tools: dm info FILE.xml, dm show FILE.xml PATH"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
