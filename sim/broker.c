@@ -74,11 +74,11 @@ static void log_tail(const char *dir, char *out, size_t len)
     FILE *f = fopen(path, "r");
     if (!f)
         return;
-    char line[256];
+    char line[160];
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (line[0])
-            snprintf(out, len, "%s", line);
+            snprintf(out, len, "%.150s", line);
     }
     fclose(f);
 }
@@ -151,7 +151,7 @@ static int start_once(struct sim_broker *b, const char *bin, unsigned wait_ms, c
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             b->pid = 0;
-            char tail[200];
+            char tail[256];
             log_tail(b->dir, tail, sizeof tail);
             snprintf(err, errlen, "embedded broker: %s exited (status %d)%s%s", bin,
                      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),

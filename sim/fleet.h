@@ -61,6 +61,7 @@ struct sim_stats {
     uint64_t mem_kb;         /* the worker's proportional set size (PSS) */
     uint64_t up_done_ms;     /* since t0_ns: every agent of the worker was UP (0: not yet) */
     uint64_t boot_done_ms;   /* since t0_ns: every agent had sent its first Boot! (0: not yet) */
+    uint64_t cpu_ms;         /* the worker's CPU time, user + system */
 };
 
 /* Expands a template with {n}, {n:0W} (zero padded to W digits) and {eid}.

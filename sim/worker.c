@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -570,6 +571,10 @@ static void write_stats(struct sim_worker *w, bool final)
     if (!final) /* the final report keeps what was pending before the cleanup */
         w->st.notifs_pending = usp_notify_stats(w->notifier)->pending;
     w->st.mem_kb = sim_pss_kb();
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        w->st.cpu_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+                       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
     struct sim_stats copy = w->st;
     ssize_t r;
     do
