@@ -491,11 +491,12 @@ static void print_summary(struct run *r, double secs)
 
 /* The profile as the command line fills it: the chosen profile, then the
  * values the options set (later lines win). */
-static int build_profile(const struct agents_opts *o, const char *path, struct usp_profile **out)
+static int build_profile(const struct agents_opts *o, const char *path, const struct sim_fleet *fl,
+                         struct usp_profile **out)
 {
     char real[PATH_MAX];
     if (!realpath(path, real)) {
-        fprintf(stderr, "uspsim agents: profile %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "uspsim agents: profile %s: %s (shipped profiles: gateway, extender, iot)\n", path, strerror(errno));
         return -1;
     }
     char dir[PATH_MAX];
@@ -515,6 +516,11 @@ static int build_profile(const struct agents_opts *o, const char *path, struct u
     fprintf(f, "Device.MQTT.Client.1.KeepAliveTime = %lu\n", o->keepalive);
     fprintf(f, "Device.MQTT.Client.1.ProtocolVersion = \"%s\"\n",
             !strcmp(o->mqtt_version, "5") ? "5.0" : "3.1.1");
+    struct usp_mtp_url u;
+    if (fl->nbrokers == 1 && usp_mtp_url_parse(fl->brokers[0], &u, NULL, 0) == 0) {
+        fprintf(f, "Device.MQTT.Client.1.BrokerAddress = \"%s\"\n", u.host);
+        fprintf(f, "Device.MQTT.Client.1.BrokerPort = %u\n", (unsigned)u.port);
+    }
     fclose(f);
     struct usp_profile_err err;
     int rc = usp_profile_parse_mem("command line", text, len, d, out, &err);
@@ -596,37 +602,9 @@ int sim_cmd_agents(int argc, char **argv)
                                         o.agent_topic);
     }
 
-    /* The data model: schema once, profile once, bound once, shared by all. */
-    char ddir[PATH_MAX], model_path[PATH_MAX + 64], prof_path[PATH_MAX + 64];
-    data_dir(ddir, sizeof ddir);
-    if (o.datamodel)
-        snprintf(model_path, sizeof model_path, "%s", o.datamodel);
-    else
-        snprintf(model_path, sizeof model_path, "%s/device-2-uspsim.xml", ddir);
-    if (strchr(o.profile, '/') || strstr(o.profile, ".prof"))
-        snprintf(prof_path, sizeof prof_path, "%s", o.profile);
-    else
-        snprintf(prof_path, sizeof prof_path, "%s/profiles/%s.prof", ddir, o.profile);
     struct usp_dm_schema *schema = NULL;
-    struct usp_dm_error derr;
-    if (usp_dm_load_file(model_path, 0, &schema, &derr) != 0) {
-        fprintf(stderr, "uspsim agents: %s\n", derr.msg);
-        return 1;
-    }
     struct usp_profile *profile = NULL;
-    if (build_profile(&o, prof_path, &profile) != 0) {
-        usp_dm_schema_free(schema);
-        return 1;
-    }
     struct usp_dm_model *model = NULL;
-    struct usp_dm_model_err merr;
-    if (usp_dm_model_new(schema, profile, &model, &merr) != 0) {
-        fprintf(stderr, "uspsim agents: %s\n", merr.msg);
-        usp_profile_free(profile);
-        usp_dm_schema_free(schema);
-        return 1;
-    }
-    f->model = model;
     int status = 1;
 
     /* Limits, before anything starts: open files per worker and per broker,
@@ -694,6 +672,31 @@ int sim_cmd_agents(int argc, char **argv)
         for (unsigned i = 0; i < o.nbrokers; i++)
             f->brokers[f->nbrokers++] = o.brokers[i];
     }
+    /* The data model: schema once, profile once, bound once, shared by all. */
+    char ddir[PATH_MAX], model_path[PATH_MAX + 64], prof_path[PATH_MAX + 64];
+    data_dir(ddir, sizeof ddir);
+    if (o.datamodel)
+        snprintf(model_path, sizeof model_path, "%s", o.datamodel);
+    else
+        snprintf(model_path, sizeof model_path, "%s/device-2-uspsim.xml", ddir);
+    if (strchr(o.profile, '/') || strstr(o.profile, ".prof"))
+        snprintf(prof_path, sizeof prof_path, "%s", o.profile);
+    else
+        snprintf(prof_path, sizeof prof_path, "%s/profiles/%s.prof", ddir, o.profile);
+    struct usp_dm_error derr;
+    if (usp_dm_load_file(model_path, 0, &schema, &derr) != 0) {
+        fprintf(stderr, "uspsim agents: %s\n", derr.msg);
+        goto out;
+    }
+    if (build_profile(&o, prof_path, f, &profile) != 0)
+        goto out;
+    struct usp_dm_model_err merr;
+    if (usp_dm_model_new(schema, profile, &model, &merr) != 0) {
+        fprintf(stderr, "uspsim agents: %s\n", merr.msg);
+        goto out;
+    }
+    f->model = model;
+
     /* Against loopback brokers, spread the agents over 127.0.x.y source
      * addresses: with thousands of connections from one address the kernel
      * spends its time searching for a free ephemeral port (measured: 1,300

@@ -43,6 +43,7 @@ struct sim_restart {
     struct usp_tw_entry e;
     struct sim_agent *agent;
     bool factory;
+    bool reconnect_only; /* the MTP settings changed: reconnect, no reboot, no Boot! */
     char cause[24];
     char command_key[64];
 };
@@ -312,6 +313,24 @@ static void jobs_cancel(struct sim_agent *ag)
 
 static void restart_fire(struct usp_tw_entry *e, uint64_t now_ms);
 
+/* Parameters whose change makes the agent reconnect with the new values. */
+static bool mtp_setting(const char *path)
+{
+    static const char *const watched[] = {
+        "Device.MQTT.Client.1.BrokerAddress",
+        "Device.MQTT.Client.1.BrokerPort",
+        "Device.MQTT.Client.1.KeepAliveTime",
+        "Device.MQTT.Client.1.ClientID",
+        "Device.LocalAgent.MTP.1.MQTT.ResponseTopicConfigured",
+        "Device.LocalAgent.Controller.1.MTP.1.MQTT.Topic",
+        NULL,
+    };
+    for (int i = 0; path && watched[i]; i++)
+        if (!strcmp(path, watched[i]))
+            return true;
+    return false;
+}
+
 static void env_emit(void *ctx, struct usp_dm_agent *dm, const struct usp_dm_event_info *ev)
 {
     struct sim_worker *w = ctx;
@@ -334,6 +353,16 @@ static void env_emit(void *ctx, struct usp_dm_agent *dm, const struct usp_dm_eve
         return;
     }
     usp_notify_event(w->notifier, dm, &ag->na, ev);
+    if (ev->kind == USP_EV_VALUE_CHANGE && mtp_setting(ev->path) && !ag->restart) {
+        struct sim_restart *r = calloc(1, sizeof *r);
+        if (!r)
+            return;
+        r->agent = ag;
+        r->reconnect_only = true;
+        usp_tw_entry_init(&r->e, restart_fire);
+        ag->restart = r;
+        usp_tw_add_in(w->tw.tw, &r->e, RESTART_DELAY_MS);
+    }
 }
 
 static void env_reply(void *ctx, struct usp_dm_agent *dm, const struct usp_agent_reply *r)
@@ -420,7 +449,9 @@ static void on_record(struct usp_mtp_conn *c, const uint8_t *bytes, size_t len,
 
 /* ---- Connection life ------------------------------------------------------- */
 
-static int agent_connect(struct sim_agent *ag);
+static int agent_connect(struct sim_agent *ag, bool boot);
+static void reconnect_now(struct sim_agent *ag);
+static bool broker_changed(const struct usp_dm_agent *dm, const char *host);
 static void finish(struct sim_worker *w);
 
 static void send_boot(struct sim_agent *ag, const char *cause, const char *command_key)
@@ -472,10 +503,11 @@ static void on_state(struct usp_mtp_conn *c, const struct usp_mtp_event *ev, voi
             if (++w->closed >= w->closing)
                 finish(w);
         } else if (ag->restart) {
-            /* A restart closed it: come back as a freshly booted agent. */
+            /* A restart closed it: come back as a freshly booted agent, or
+             * just reconnect with the new MTP settings. */
             usp_mtp_conn_free(ag->conn);
             ag->conn = NULL;
-            agent_connect(ag);
+            reconnect_now(ag);
         }
         break;
     default:
@@ -485,29 +517,46 @@ static void on_state(struct usp_mtp_conn *c, const struct usp_mtp_event *ev, voi
 
 static const struct usp_mtp_callbacks agent_cbs = {.state = on_state, .record = on_record};
 
-static int agent_connect(struct sim_agent *ag)
+/* The agent's MTP settings come from its data model (the command line
+ * filled the profile with them; a controller may change them at run time):
+ * Device.MQTT.Client.1 for the broker, keep alive and client ID,
+ * Device.LocalAgent.MTP.1.MQTT for its own topic and Controller.1 for the
+ * controller it reports to. Unset values fall back to the command line. */
+static int agent_connect(struct sim_agent *ag, bool boot)
 {
     struct sim_worker *w = ag->w;
     const struct sim_fleet *f = w->f;
-    uint64_t idx = ag->dm.index;
-    char topic[256];
-    if (sim_template_expand(f->agent_topic, idx, ag->eid, topic, sizeof topic) != 0)
+    const struct usp_dm_agent *dm = &ag->dm;
+    uint64_t idx = dm->index;
+    const char *cl = "Device.MQTT.Client.1.";
+    char topic[256], ctl_eid[256], ctl_topic[256], client_id[256], host[256], url[300];
+    dm_read(dm, "Device.LocalAgent.MTP.1.MQTT.", "ResponseTopicConfigured", topic, sizeof topic);
+    if (!topic[0] && sim_template_expand(f->agent_topic, idx, ag->eid, topic, sizeof topic) != 0)
         return USP_EINVAL;
+    dm_read(dm, "Device.LocalAgent.Controller.1.", "EndpointID", ctl_eid, sizeof ctl_eid);
+    dm_read(dm, "Device.LocalAgent.Controller.1.MTP.1.MQTT.", "Topic", ctl_topic, sizeof ctl_topic);
+    dm_read(dm, cl, "ClientID", client_id, sizeof client_id);
+    dm_read(dm, cl, "BrokerAddress", host, sizeof host);
     struct usp_mtp_config cfg;
     usp_mtp_config_init(&cfg);
     cfg.role = USP_MTP_AGENT;
     cfg.eid = ag->eid;
     cfg.url = f->brokers[idx % f->nbrokers];
+    if (broker_changed(dm, host)) { /* a controller moved the agent to another broker */
+        uint32_t port = dm_read_u32(dm, cl, "BrokerPort", 1883);
+        snprintf(url, sizeof url, strchr(host, ':') ? "mqtt://[%s]:%u" : "mqtt://%s:%u", host,
+                 (unsigned)port);
+        cfg.url = url;
+    }
     cfg.bind_address = f->nbind ? f->bind_addrs[idx % f->nbind] : NULL;
-    cfg.peer_eid = f->controller_id;
-    cfg.peer_dest = f->controller_topic;
-    cfg.keepalive_s = f->keepalive;
+    cfg.peer_eid = ctl_eid[0] ? ctl_eid : f->controller_id;
+    cfg.peer_dest = ctl_topic[0] ? ctl_topic : f->controller_topic;
+    cfg.keepalive_s = dm_read_u32(dm, cl, "KeepAliveTime", f->keepalive);
     /* The reconnect back-off comes from the agent's MQTT client [R-MQTT.10]. */
-    const char *cl = "Device.MQTT.Client.1.";
-    cfg.retry_time_s = dm_read_u32(&ag->dm, cl, "ConnectRetryTime", cfg.retry_time_s);
+    cfg.retry_time_s = dm_read_u32(dm, cl, "ConnectRetryTime", cfg.retry_time_s);
     cfg.retry_multiplier =
-        dm_read_u32(&ag->dm, cl, "ConnectRetryIntervalMultiplier", cfg.retry_multiplier);
-    cfg.retry_max_s = dm_read_u32(&ag->dm, cl, "ConnectRetryMaxInterval", cfg.retry_max_s);
+        dm_read_u32(dm, cl, "ConnectRetryIntervalMultiplier", cfg.retry_multiplier);
+    cfg.retry_max_s = dm_read_u32(dm, cl, "ConnectRetryMaxInterval", cfg.retry_max_s);
     if (cfg.retry_time_s < 1)
         cfg.retry_time_s = 1;
     if (cfg.retry_multiplier < 1000)
@@ -516,6 +565,7 @@ static int agent_connect(struct sim_agent *ag)
         cfg.retry_max_s = 1;
     cfg.mqtt.version = f->mqtt_version;
     cfg.mqtt.topic = topic;
+    cfg.mqtt.client_id = client_id[0] ? client_id : NULL;
     cfg.mqtt.qos = f->qos;
     char why[256];
     int rc = usp_mtp_conn_new(w->mtp, &cfg, &agent_cbs, ag, &ag->conn, why, sizeof why);
@@ -523,8 +573,44 @@ static int agent_connect(struct sim_agent *ag)
         fprintf(stderr, "uspsim agents: %s: %s\n", ag->eid, why);
         return rc;
     }
-    ag->flags |= AG_BOOT_DUE;
+    if (boot)
+        ag->flags |= AG_BOOT_DUE;
     return usp_mtp_open(ag->conn);
+}
+
+/* Whether the broker in the agent's data model differs from its profile's,
+ * i.e. a controller changed it: the command line's brokers (spread over the
+ * agents by index) apply otherwise. */
+static bool broker_changed(const struct usp_dm_agent *dm, const char *host)
+{
+    const struct usp_profile *p = usp_dm_model_profile(dm->model);
+    struct usp_gen_ctx gc;
+    usp_dm_agent_gen_ctx(dm, &gc);
+    char pv[256], port[32], pport[32];
+    if (!host[0])
+        return false;
+    if (!p || usp_profile_get(p, "Device.MQTT.Client.1.BrokerAddress", &gc, pv, sizeof pv) != 0)
+        pv[0] = 0;
+    if (strcmp(pv, host))
+        return true;
+    dm_read(dm, "Device.MQTT.Client.1.", "BrokerPort", port, sizeof port);
+    if (!p || usp_profile_get(p, "Device.MQTT.Client.1.BrokerPort", &gc, pport, sizeof pport) != 0)
+        pport[0] = 0;
+    return strcmp(port, pport) != 0;
+}
+
+/* After a restart's close: a reboot comes back with Boot!, a change of MTP
+ * settings only reconnects. */
+static void reconnect_now(struct sim_agent *ag)
+{
+    struct sim_restart *r = ag->restart;
+    if (r && r->reconnect_only) {
+        ag->restart = NULL;
+        free(r);
+        agent_connect(ag, false);
+    } else {
+        agent_connect(ag, true);
+    }
 }
 
 static int agent_start(struct sim_worker *w, struct sim_agent *ag, uint64_t index)
@@ -539,13 +625,21 @@ static int agent_start(struct sim_worker *w, struct sim_agent *ag, uint64_t inde
     usp_dm_agent_init(&ag->dm, w->f->model, index, ag->eid, (int64_t)time(NULL));
     ag->flags |= AG_STARTED;
     w->st.started++;
-    return agent_connect(ag);
+    return agent_connect(ag, true);
 }
 
 static void restart_fire(struct usp_tw_entry *e, uint64_t now_ms)
 {
     struct sim_restart *r = (struct sim_restart *)e;
     struct sim_agent *ag = r->agent;
+    if (r->reconnect_only) {
+        if (!ag->conn || usp_mtp_close(ag->conn, 0, "MTP settings changed") != 0) {
+            usp_mtp_conn_free(ag->conn);
+            ag->conn = NULL;
+            reconnect_now(ag);
+        }
+        return;
+    }
     /* What goes away with a restart: pending work, pending notifications. */
     jobs_cancel(ag);
     usp_notify_agent_cleanup(ag->w->notifier, &ag->na);
@@ -557,7 +651,7 @@ static void restart_fire(struct usp_tw_entry *e, uint64_t now_ms)
     if (!ag->conn || usp_mtp_close(ag->conn, 0, r->factory ? "factory reset" : "reboot") != 0) {
         usp_mtp_conn_free(ag->conn);
         ag->conn = NULL;
-        agent_connect(ag);
+        reconnect_now(ag);
     }
 }
 
