@@ -791,11 +791,15 @@ int sim_worker_main(const struct sim_fleet *f, unsigned worker, uint64_t first, 
     int status = 1;
     if (uv_loop_init(&w->loop) != 0)
         goto out_free;
-    struct usp_mtp_ctx_opts mo = {.max_connecting = f->max_connecting};
+    /* One timer wheel for everything on this loop: MTP keepalives and
+     * retries, notifications, async commands, restarts. */
+    if (usp_tw_uv_init(&w->tw, &w->loop) != 0)
+        goto out_loop;
+    struct usp_mtp_ctx_opts mo = {.max_connecting = f->max_connecting, .wheel = w->tw.tw};
     w->mtp = usp_mtp_ctx_new(&w->loop, &mo);
     w->arena = usp_arena_new(64 * 1024);
     w->agents = calloc(n ? n : 1, sizeof *w->agents);
-    if (!w->mtp || !w->arena || !w->agents || usp_tw_uv_init(&w->tw, &w->loop) != 0)
+    if (!w->mtp || !w->arena || !w->agents)
         goto out_loop;
     w->env = (struct usp_agent_env){
         .ctx = w,
@@ -832,14 +836,18 @@ int sim_worker_main(const struct sim_fleet *f, unsigned worker, uint64_t first, 
         free(w->agents[i].eid);
     }
     usp_notifier_free(w->notifier);
-    usp_tw_uv_close(&w->tw, NULL);
-    usp_mtp_ctx_free(w->mtp);
-    w->mtp = NULL;
-    uv_walk(&w->loop, close_walk, NULL);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    w->notifier = NULL;
 out_loop:
+    /* The MTP context uses the wheel: free it first, then the wheel. */
     if (w->mtp)
         usp_mtp_ctx_free(w->mtp);
+    w->mtp = NULL;
+    if (w->notifier)
+        usp_notifier_free(w->notifier);
+    if (w->tw.tw)
+        usp_tw_uv_close(&w->tw, NULL);
+    uv_walk(&w->loop, close_walk, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
     usp_arena_free(w->arena);
     free(w->agents);
     uv_loop_close(&w->loop);

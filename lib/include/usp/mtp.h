@@ -1,0 +1,369 @@
+/* Message Transfer Protocols: the transports that carry USP Records between
+ * endpoints (TR-369 "Message Transfer Protocols"). Every binding (MQTT now;
+ * STOMP, WebSocket and UNIX domain sockets later) sits behind one interface,
+ * the same for Agents and Controllers: a connection object per endpoint and
+ * broker or peer, created from a URL and a configuration, that sends and
+ * receives opaque Record bytes and reports its state. A fault-injection layer
+ * can wrap a connection with the same shape.
+ *
+ * Threading: one struct usp_mtp_ctx per uv_loop_t (one per worker thread);
+ * a connection and its callbacks live on that loop only. Callbacks run on
+ * the loop, never from inside the caller's own call into this API. Freeing a
+ * connection from inside one of its callbacks is allowed: it is released
+ * once the callback has returned. Register bindings (usp_mtp_register)
+ * before starting threads.
+ *
+ * Memory: per-connection state is kept small because a fleet holds many
+ * thousands per process; shared things (callback tables, the timing wheel
+ * every deadline sits on) live once per context or per loop. */
+#ifndef USP_MTP_H
+#define USP_MTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "usp/errors.h"
+
+struct usp_tw;
+
+/* ---- URLs --------------------------------------------------------------- */
+
+/* Schemes and their bindings:
+ *   mqtt://[user[:password]@]host[:port][/path]    binding "mqtt",  port 1883
+ *   mqtts://...                                    binding "mqtt",  port 8883, TLS
+ *   stomp://... / stomps://...                     binding "stomp", 61613 / 61614
+ *   ws://host[:port][/path][?query] / wss://...    binding "ws",    80 / 443
+ *   unix:PATH                                      binding "uds"   (no host, no port)
+ *   coap://... / coaps://...                       binding "coap",  5683 / 5684
+ * CoAP is obsolete since USP 1.3 and must not be implemented; it is parsed
+ * only so that old configurations get a clear answer. Scheme names are
+ * case-insensitive and stored in lower case. The host is a DNS name, a
+ * dotted-quad IPv4 address or an IPv6 address in brackets. User and password
+ * are percent-decoded; path and query are kept as written (checked against
+ * RFC 3986). A fragment ("#...") is an error. */
+#define USP_MTP_URL_MAX      2048 /* longest URL accepted */
+#define USP_MTP_HOST_MAX     253  /* longest host name */
+#define USP_MTP_USERINFO_MAX 255  /* longest user or password, decoded */
+#define USP_MTP_PATH_MAX     1024 /* longest path (or query) */
+#define USP_MTP_UNIX_MAX     107  /* longest unix socket path (sun_path less the NUL) */
+
+enum usp_mtp_host_kind {
+    USP_MTP_HOST_NONE, /* unix: */
+    USP_MTP_HOST_NAME, /* needs a DNS lookup */
+    USP_MTP_HOST_IPV4,
+    USP_MTP_HOST_IPV6,
+};
+
+struct usp_mtp_url {
+    char scheme[8];  /* "mqtt", "mqtts", "stomp", "stomps", "ws", "wss", "unix", "coap", "coaps" */
+    char binding[8]; /* name of the binding that serves it: "mqtt", "stomp", "ws", "uds", "coap" */
+    bool tls;
+    enum usp_mtp_host_kind host_kind;
+    char host[USP_MTP_HOST_MAX + 1]; /* IPv6 without the brackets; "" for unix: */
+    uint16_t port;                   /* as written, or the scheme's default; 0 for unix: */
+    bool port_given;
+    bool has_user;     /* "user@" was written (user may still be empty) */
+    bool has_password; /* "user:password@" was written */
+    char user[USP_MTP_USERINFO_MAX + 1];
+    char password[USP_MTP_USERINFO_MAX + 1];
+    char path[USP_MTP_PATH_MAX + 1];  /* "" or "/..."; for unix: the socket path */
+    char query[USP_MTP_PATH_MAX + 1]; /* after "?", without it */
+    bool has_query;
+};
+
+/* Parses `s`. 0, or USP_EINVAL with a sentence naming what is wrong and at
+ * which offset in `why` (may be NULL; truncated to `whylen`). `out` may be
+ * NULL to only validate. */
+int usp_mtp_url_parse(const char *s, struct usp_mtp_url *out, char *why, size_t whylen);
+/* Writes `u` back as a URL that parses to the same struct; the password is
+ * written as "***" unless `with_password`. 0, or USP_ERANGE when `buf` is too
+ * small (it then holds a truncated, terminated string), USP_EINVAL for a
+ * struct that no URL can produce. */
+int usp_mtp_url_format(const struct usp_mtp_url *u, bool with_password, char *buf, size_t n);
+
+/* ---- Connections --------------------------------------------------------- */
+
+struct usp_mtp_ctx;
+struct usp_mtp_conn;
+struct usp_mtp_ops;
+
+enum usp_mtp_role {
+    USP_MTP_AGENT,
+    USP_MTP_CONTROLLER,
+};
+
+enum usp_mtp_state {
+    USP_MTP_IDLE,       /* created, usp_mtp_open not called yet */
+    USP_MTP_CONNECTING, /* resolving, connecting, handshaking, subscribing */
+    USP_MTP_UP,         /* records can be sent and arrive */
+    USP_MTP_DOWN,       /* lost or failed; the next attempt is scheduled */
+    USP_MTP_CLOSED,     /* for good: usp_mtp_close, or disabled by the binding */
+};
+
+enum usp_mtp_reason {
+    USP_MTP_R_NONE,
+    USP_MTP_R_CLOSED,      /* usp_mtp_close finished */
+    USP_MTP_R_RESOLVE,     /* the host name did not resolve */
+    USP_MTP_R_CONNECT,     /* the transport connection failed (code: errno) */
+    USP_MTP_R_TIMEOUT,     /* no session within connect_timeout_ms */
+    USP_MTP_R_REFUSED,     /* the server refused the session (code: e.g. MQTT CONNACK reason) */
+    USP_MTP_R_SUBSCRIBE,   /* every subscription was refused */
+    USP_MTP_R_NO_TOPIC,    /* nothing to subscribe to: disabled [R-MQTT.16] */
+    USP_MTP_R_LOST,        /* the connection dropped */
+    USP_MTP_R_KEEPALIVE,   /* the peer stopped answering */
+    USP_MTP_R_PEER_CLOSED, /* the server closed the session (code: e.g. MQTT DISCONNECT reason) */
+    USP_MTP_R_INTERNAL,    /* out of memory or a library error */
+};
+
+/* A state change, valid during the callback only. */
+struct usp_mtp_event {
+    enum usp_mtp_state state;
+    enum usp_mtp_reason reason; /* why DOWN or CLOSED; NONE otherwise */
+    int code;                   /* binding detail, see the reasons */
+    const char *detail;         /* a sentence for logs, never NULL */
+    uint32_t attempt;           /* failed attempts since the last UP (CONNECTING, DOWN) */
+    uint32_t retry_ms;          /* DOWN: delay until the next attempt */
+};
+
+/* Where a record goes, for every binding: the MQTT topic, the STOMP
+ * destination; NULL for bindings that are point to point (WebSocket, UNIX
+ * domain socket), where the connection itself is the destination. */
+struct usp_mtp_dest {
+    const char *to;
+};
+
+/* About a received record, valid during the callback only. Pass &reply_to to
+ * usp_mtp_send to answer. */
+struct usp_mtp_rx {
+    /* .to NULL when the sender gave none (counted as rx_no_reply_to); what
+     * to do then is the endpoint's business, e.g. R-MQTT.26a. */
+    struct usp_mtp_dest reply_to;
+    const char *arrived_on; /* topic or destination, without any reply-to suffix */
+    int qos;                /* MQTT QoS; 0 for other bindings */
+};
+
+/* Counters; per connection, and summed over all connections per context. */
+struct usp_mtp_stats {
+    uint64_t tx_records, tx_bytes; /* handed to the transport */
+    uint64_t rx_records, rx_bytes; /* delivered to the record callback */
+    uint64_t tx_refused;           /* send refused: not UP [R-MQTT.17], bad destination */
+    uint64_t tx_oversize;          /* send refused: over max_record */
+    uint64_t tx_failed;            /* the transport refused the record */
+    uint64_t rx_oversize;          /* dropped: over max_record */
+    uint64_t rx_dropped;           /* dropped: empty, wrong content type */
+    uint64_t rx_no_reply_to;       /* delivered without a reply-to */
+    uint64_t ups;                  /* times the connection came UP */
+    uint64_t attempts_failed;      /* connection attempts that did not come UP */
+    uint64_t drops;                /* UP to DOWN, not asked for */
+};
+
+typedef void (*usp_mtp_state_cb)(struct usp_mtp_conn *c, const struct usp_mtp_event *ev,
+                                 void *user);
+typedef void (*usp_mtp_record_cb)(struct usp_mtp_conn *c, const uint8_t *rec, size_t len,
+                                  const struct usp_mtp_rx *rx, void *user);
+/* Both may be NULL. Keep one table for many connections: it is not copied. */
+struct usp_mtp_callbacks {
+    usp_mtp_state_cb state;
+    usp_mtp_record_cb record;
+};
+
+enum usp_mtp_log_level { USP_MTP_LOG_ERROR, USP_MTP_LOG_WARN, USP_MTP_LOG_INFO, USP_MTP_LOG_DEBUG };
+/* `eid` names the endpoint the line is about (may be NULL). */
+typedef void (*usp_mtp_log_cb)(void *user, enum usp_mtp_log_level level, const char *eid,
+                               const char *msg);
+
+struct usp_mtp_ctx_opts {
+    /* Connection attempts in flight per context; 0: no limit. A broker
+     * listener drops SYNs beyond its backlog (mosquitto: 100), so a ramp
+     * should stay below it. */
+    uint32_t max_connecting;
+    usp_mtp_log_cb log; /* NULL: no logging */
+    void *log_user;
+    enum usp_mtp_log_level log_level; /* lines above this level are not formatted */
+    /* The worker's timing wheel (usp/timerwheel.h, driven on `loop`), so
+     * that one timer serves everything on the loop; it must outlive the
+     * context. NULL: the context makes its own. */
+    struct usp_tw *wheel;
+};
+
+/* A context for all connections on `loop`. `opts` may be NULL. NULL when
+ * out of memory. */
+struct usp_mtp_ctx *usp_mtp_ctx_new(uv_loop_t *loop, const struct usp_mtp_ctx_opts *opts);
+/* Frees the context; every connection must have been freed. Its own timer
+ * (if any) is closed on the loop: run the loop once more before
+ * uv_loop_close. */
+void usp_mtp_ctx_free(struct usp_mtp_ctx *ctx);
+/* Sums over every connection this context ever held. */
+const struct usp_mtp_stats *usp_mtp_ctx_stats(const struct usp_mtp_ctx *ctx);
+
+enum usp_mqtt_version {
+    USP_MQTT_V311 = 4, /* MQTT 3.1.1 (protocol level 4) [R-MQTT.2] */
+    USP_MQTT_V5 = 5,   /* MQTT 5.0 [R-MQTT.1] */
+};
+
+struct usp_mtp_mqtt_config {
+    enum usp_mqtt_version version;
+    /* NULL or "": MQTT 5 sends an empty ClientId and keeps the Assigned
+     * Client Identifier from CONNACK; MQTT 3.1.1 uses the Endpoint ID
+     * [R-MQTT.8-11]. */
+    const char *client_id;
+    /* The endpoint's own topic, e.g. "usp/agent/<eid>" (expanded by the
+     * caller, no wildcards): subscribed to, and the reply-to of every PUBLISH
+     * unless the broker gives a Response Information [R-MQTT.15, 21]. */
+    const char *topic;
+    const char *username; /* NULL: none (or the URL's) */
+    const char *password;
+    int qos; /* 0 or 1, capped by the CONNACK Maximum QoS */
+};
+
+struct usp_mtp_config {
+    enum usp_mtp_role role;
+    const char *eid; /* own Endpoint ID */
+    const char *url; /* see usp_mtp_url_parse */
+    /* Numeric source address to bind (IPv4 or IPv6), NULL: any. Spreading a
+     * fleet over several source addresses avoids running out of ports. */
+    const char *bind_address;
+    const char *usp_version; /* Record.version of records the binding builds; NULL: "1.4" */
+    /* The Controller an Agent reports to: the binding sends it the
+     * MTP's Connect Record once up [R-MTP.6] and a DisconnectRecord before a
+     * graceful close [R-MTP.7]. Both NULL: no such records. */
+    const char *peer_eid;
+    const char *peer_dest;
+    uint32_t keepalive_s;        /* 0 (off) or 5..65535 [R-MQTT.14] */
+    uint32_t max_record;         /* largest Record sent or accepted, bytes */
+    uint32_t retry_time_s;       /* ConnectRetryTime, >= 1 */
+    uint32_t retry_multiplier;   /* ConnectRetryIntervalMultiplier, 1000..65535 (thousandths) */
+    uint32_t retry_max_s;        /* ConnectRetryMaxInterval, >= 1 */
+    uint32_t connect_timeout_ms; /* no session by then: the attempt failed */
+    uint32_t close_timeout_ms;   /* a graceful close that takes longer is cut */
+    struct usp_mtp_mqtt_config mqtt;
+};
+
+#define USP_MTP_MAX_RECORD_DEFAULT (4u * 1024 * 1024)
+
+/* Fills `cfg` with zeros and the defaults: TR-181 ones (keepalive 60 s,
+ * ConnectRetryTime 5 s, multiplier 2000, ConnectRetryMaxInterval 30720 s),
+ * max_record USP_MTP_MAX_RECORD_DEFAULT, connect timeout 30 s, close
+ * timeout 5 s, MQTT 5 at QoS 1. */
+void usp_mtp_config_init(struct usp_mtp_config *cfg);
+
+/* A connection on `ctx` for cfg->url, served by the binding registered for
+ * the URL's scheme. Everything in `cfg` is copied; `cb` must outlive the
+ * connection. Nothing happens on the network until usp_mtp_open. 0, or
+ * USP_EINVAL (bad configuration), USP_ENOENT (no binding registered for the
+ * scheme), USP_EPERM (the binding cannot serve this URL, e.g. TLS),
+ * USP_ENOMEM; `why` says what is wrong. */
+int usp_mtp_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
+                     const struct usp_mtp_callbacks *cb, void *user, struct usp_mtp_conn **out,
+                     char *why, size_t whylen);
+
+/* ---- Bindings ------------------------------------------------------------ */
+
+/* One per binding, filled with designated initialisers and registered by
+ * name. Connections of every binding start with struct usp_mtp_conn. */
+struct usp_mtp_ops {
+    const char *name; /* "mqtt"; matches struct usp_mtp_url.binding */
+    /* Once, from usp_mtp_register (library set-up); may be NULL. */
+    int (*global_init)(void);
+    int (*conn_new)(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
+                    const struct usp_mtp_url *url, struct usp_mtp_conn **out, char *why,
+                    size_t whylen);
+    int (*open)(struct usp_mtp_conn *c);
+    int (*send)(struct usp_mtp_conn *c, const struct usp_mtp_dest *to, const uint8_t *rec,
+                size_t len);
+    int (*close)(struct usp_mtp_conn *c, uint32_t reason_code, const char *reason);
+    void (*free)(struct usp_mtp_conn *c);
+    /* Where peers reach this endpoint (MQTT: the reply-to topic in use);
+     * NULL when not UP or not meaningful. */
+    const char *(*local_dest)(const struct usp_mtp_conn *c);
+};
+
+/* Read-only for callers; the binding owns the fields. */
+struct usp_mtp_conn {
+    const struct usp_mtp_ops *ops;
+    struct usp_mtp_ctx *ctx;
+    const struct usp_mtp_callbacks *cb;
+    void *user;
+    enum usp_mtp_state state;
+    struct usp_mtp_stats stats;
+};
+
+/* The MQTT binding (lib/mtp_mqtt.c, libmosquitto 2.0 through its
+ * external-loop API on the context's loop). Costs per connection: one file
+ * descriptor (the TCP socket), about 0.6 KB of its own and about 1.4 KB in
+ * libmosquitto once connected. To get there, linking it defines socketpair()
+ * and bind() for the process: both pass straight to the system calls except
+ * inside the binding's own calls into libmosquitto, where they refuse
+ * libmosquitto's per-client wake-up socketpair (2 more descriptors per
+ * client, unused with an external loop) and set IP_BIND_ADDRESS_NO_PORT
+ * before binding a source address. TLS (mqtts://) is not supported yet. */
+extern const struct usp_mtp_ops usp_mtp_mqtt_ops;
+
+/* Registers a binding under ops->name and runs its global_init. Call before
+ * starting threads. 0 (also when the same ops are registered again),
+ * USP_EEXIST (another binding has that name), USP_ERANGE (table full),
+ * USP_EINVAL, or global_init's error. */
+int usp_mtp_register(const struct usp_mtp_ops *ops);
+/* The binding registered as `name`, or NULL. */
+const struct usp_mtp_ops *usp_mtp_find(const char *name);
+
+/* Starts connecting; state callbacks follow from the loop: CONNECTING, then
+ * UP, or DOWN with a reconnect scheduled after the back-off [R-MQTT.10/33].
+ * 0, or USP_EPERM when not IDLE. */
+static inline int usp_mtp_open(struct usp_mtp_conn *c)
+{
+    return c->ops->open(c);
+}
+
+/* Sends one Record to `to` (with this endpoint's reply-to). 0 when handed to
+ * the transport; USP_EPERM when not UP (nothing is queued), USP_ERANGE when
+ * over max_record, USP_EINVAL for a bad destination, USP_EIO when the
+ * transport refused it, USP_ENOMEM. Counted in the stats either way. */
+static inline int usp_mtp_send(struct usp_mtp_conn *c, const struct usp_mtp_dest *to,
+                               const uint8_t *rec, size_t len)
+{
+    return c->ops->send(c, to, rec, len);
+}
+
+/* Graceful close: when UP, sends the DisconnectRecord{reason_code, reason}
+ * to the configured peer [R-MTP.7] (reason may be NULL), then ends the
+ * session; in any other state stops connecting. CLOSED is reported later
+ * from the loop. 0, or USP_EPERM when already closing or closed. */
+static inline int usp_mtp_close(struct usp_mtp_conn *c, uint32_t reason_code, const char *reason)
+{
+    return c->ops->close(c, reason_code, reason);
+}
+
+/* Cuts the connection unless it is closed (no DisconnectRecord) and frees
+ * it; no callback runs after this call. Allowed inside its own callbacks.
+ * Some memory is released from the loop: run it before usp_mtp_ctx_free
+ * completes (see there). */
+static inline void usp_mtp_conn_free(struct usp_mtp_conn *c)
+{
+    if (c)
+        c->ops->free(c);
+}
+
+static inline enum usp_mtp_state usp_mtp_get_state(const struct usp_mtp_conn *c)
+{
+    return c->state;
+}
+
+static inline const struct usp_mtp_stats *usp_mtp_get_stats(const struct usp_mtp_conn *c)
+{
+    return &c->stats;
+}
+
+static inline const char *usp_mtp_local_dest(const struct usp_mtp_conn *c)
+{
+    return c->ops->local_dest ? c->ops->local_dest(c) : NULL;
+}
+
+/* "IDLE", "CONNECTING", ...; "?" for values out of range. */
+const char *usp_mtp_state_name(enum usp_mtp_state s);
+/* "none", "closed", "resolve", ...; "?" for values out of range. */
+const char *usp_mtp_reason_name(enum usp_mtp_reason r);
+
+#endif

@@ -1,0 +1,105 @@
+/* What MTP bindings share: the per-loop context (a timer wheel, "later from
+ * the loop" work, the connect-slot limit, stats, logging), back-off, state
+ * reporting, and the MQTT 3.1.1 reply-to topic convention. */
+#ifndef USP_MTP_INT_H
+#define USP_MTP_INT_H
+
+#include <stdarg.h>
+
+#include "usp/mtp.h"
+#include "usp/timerwheel.h"
+
+/* Timers: every deadline of a connection (retry, connect timeout,
+ * keepalive, close timeout) is one struct usp_tw_entry on the worker's
+ * timing wheel (usp/timerwheel.h), so a fleet costs no uv_timer_t per
+ * connection and advancing touches only what is due. A connection waiting
+ * for a connect slot sits on the context's FIFO of waiters. */
+struct mtp_waiter {
+    struct mtp_waiter *next, **pprev; /* pprev NULL: not waiting */
+    struct usp_tw_entry *entry;       /* fired from the loop when a slot frees */
+};
+
+struct usp_mtp_ctx {
+    uv_loop_t *loop;
+    struct usp_tw *tw;       /* the caller's wheel, or own_tw's; NULL once freeing */
+    struct usp_tw_uv own_tw; /* used when the caller gives no wheel */
+    /* Closes own_tw from the loop: usp_mtp_ctx_free may run inside one of
+     * the wheel's own callbacks, where the wheel cannot go. */
+    uv_idle_t reaper;
+    bool owns_tw, own_tw_open, reaper_open;
+    struct mtp_waiter *waiters, **waiters_tail;
+    uint32_t connecting, max_connecting;
+    uint64_t rng;
+    struct usp_mtp_stats stats;
+    usp_mtp_log_cb log;
+    void *log_user;
+    enum usp_mtp_log_level log_level;
+    uint32_t conns; /* connections not yet released */
+    bool freeing;   /* usp_mtp_ctx_free was called */
+};
+
+/* Arms `e` to run `fn` after `delay_ms` on the wheel (0: from the loop, not
+ * from inside this call). Re-arming moves it. Nothing once the context is
+ * being freed. */
+void mtp__timer_arm(struct usp_mtp_ctx *ctx, struct usp_tw_entry *e, uint64_t delay_ms,
+                    usp_tw_cb fn);
+void mtp__timer_cancel(struct usp_mtp_ctx *ctx, struct usp_tw_entry *e);
+
+/* Takes a connect slot (true), or queues `w` so that `e` runs `fn` from the
+ * loop when one frees (false; `fn` must call this again).
+ * mtp__connect_slot_give returns a slot; mtp__connect_wait_cancel leaves the
+ * queue. */
+bool mtp__connect_slot_take(struct usp_mtp_ctx *ctx, struct mtp_waiter *w, struct usp_tw_entry *e,
+                            usp_tw_cb fn);
+void mtp__connect_slot_give(struct usp_mtp_ctx *ctx);
+void mtp__connect_wait_cancel(struct usp_mtp_ctx *ctx, struct mtp_waiter *w);
+
+/* Connections count against the context until released (after their last
+ * handle closed), so that usp_mtp_ctx_free can finish after them. */
+void mtp__conn_hold(struct usp_mtp_ctx *ctx);
+void mtp__conn_release(struct usp_mtp_ctx *ctx);
+
+uint64_t mtp__rand(struct usp_mtp_ctx *ctx);
+/* The wait before retry number `n` (1 = first) [R-MQTT.10/33, TR-181
+ * MQTT.Client ConnectRetryTime]: a random value between
+ * m*(k/1000)^(n-1) and m*(k/1000)^n seconds, n capped at 10, the result
+ * capped at max_s. In milliseconds. */
+uint32_t mtp__retry_delay_ms(struct usp_mtp_ctx *ctx, uint32_t m, uint32_t k, uint32_t max_s,
+                             uint32_t n);
+
+void mtp__log(struct usp_mtp_ctx *ctx, enum usp_mtp_log_level level, const char *eid,
+              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Sets c->state and reports it (when the callback is set). */
+void mtp__emit_state(struct usp_mtp_conn *c, enum usp_mtp_state state, enum usp_mtp_reason reason,
+                     int code, uint32_t attempt, uint32_t retry_ms, const char *detail);
+
+/* Counts on the connection and on its context. */
+#define MTP_STAT(c, field, n)                                                                      \
+    do {                                                                                           \
+        (c)->stats.field += (n);                                                                   \
+        (c)->ctx->stats.field += (n);                                                              \
+    } while (0)
+
+/* Checks what every binding needs from a configuration (Endpoint ID,
+ * back-off, keepalive and size ranges). 0 or USP_EINVAL with `why`. */
+int mtp__config_check(const struct usp_mtp_config *cfg, char *why, size_t whylen);
+int mtp__fail(char *why, size_t whylen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* MQTT 3.1.1 reply-to convention [R-MQTT.24/25]: the PUBLISH Topic Name is
+ * `dest` + "/reply-to=" + the reply topic with every "/" written "%2F".
+ * Writes it to `buf` and returns its length, or the length it needs when
+ * that is >= n (like snprintf). */
+size_t mtp__mqtt311_topic_build(const char *dest, const char *reply, char *buf, size_t n);
+/* Splits a received Topic Name at the last "/reply-to=": *dest_len is the
+ * length before it, `reply` (at least strlen(topic) + 1 bytes) gets the text
+ * after it with "%2F" (either case) turned back into "/". true when a
+ * non-empty reply-to was found; otherwise *dest_len is strlen(topic). */
+bool mtp__mqtt311_topic_split(const char *topic, size_t *dest_len, char *reply);
+
+/* Bytes of an MQTT connection object, for reports (its configuration
+ * strings follow it in the same allocation). In mtp_mqtt.c. */
+size_t mtp__mqtt_conn_size(void);
+
+#endif
