@@ -572,6 +572,13 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
         return;
     }
     m->phase = P_SUBSCRIBING;
+    /* The broker has accepted the TCP connection (it answered CONNECT), so
+     * it is out of the listen backlog that the connect cap protects: let
+     * the next connection start while this one subscribes. */
+    if (m->has_slot) {
+        m->has_slot = false;
+        mtp__connect_slot_give(m->base.ctx);
+    }
 }
 
 static void fire_keepalive(struct usp_tw_entry *t, uint64_t now_ms);
