@@ -3,7 +3,7 @@
 
 CC       ?= cc
 CLANG    ?= clang
-PKGS     := libprotobuf-c libxml-2.0 libuv openssl libmosquitto
+PKGS     := libprotobuf-c libxml-2.0 libuv openssl libmosquitto libedit libwebsockets
 TEST_PKGS:= cunit
 
 # Sanitizer builds go to their own folder so objects never mix.
@@ -38,7 +38,7 @@ LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst $(BUILD)/ge
 SIM_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(SIM_SRCS))
 UNIT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRCS) tests/unit/runner.c)
 
-.PHONY: all deps test unit integration fuzz fuzz-short wire demo clean format datamodels bench
+.PHONY: all deps test unit integration fuzz fuzz-short wire demo clean format datamodels bench certs
 .DEFAULT_GOAL := all
 # Keep generated sources and headers: other tools include them from build/.
 .SECONDARY:
@@ -140,6 +140,10 @@ demo: all
 
 datamodels:
 	@sh datamodels/fetch-official
+
+# Test CA and TLS certificates (build output, never committed): certs/README.md
+certs: all
+	$(BUILD)/uspsim certs --out $(BUILD)/certs
 
 format:
 	clang-format -i $(LIB_SRCS) $(SIM_SRCS) $(UNIT_SRCS) $(FUZZ_SRCS) lib/*.h lib/include/usp/*.h
