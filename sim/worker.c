@@ -253,7 +253,9 @@ static int notify_send(void *ctx, struct usp_dm_agent *dm, const struct usp_noti
         if (out->attempt)
             ag->w->st.notifs_retry++;
         if (out->msg && out->msg->body && out->msg->body->request &&
-            out->msg->body->request->notify && out->msg->body->request->notify->event &&
+            out->msg->body->request->notify &&
+            out->msg->body->request->notify->notification_case ==
+                USP__NOTIFY__NOTIFICATION_EVENT &&
             !strcmp(out->msg->body->request->notify->event->event_name, "Boot!") &&
             !out->attempt && ++ag->w->st.boots_sent == ag->w->n)
             ag->w->st.boot_done_ms = (uv_hrtime() - ag->w->f->t0_ns) / 1000000 + 1;
