@@ -107,7 +107,7 @@ static int write_config(const struct sim_broker *b)
             "allow_anonymous true\n"
             "persistence false\n"
             "set_tcp_nodelay true\n"
-            "max_queued_messages 10000\n"
+            "max_queued_messages 1000000\n" /* one controller gets every Boot! */
             "log_dest file %s/mosquitto.log\n"
             "log_type error\n"
             "log_type warning\n",

@@ -285,7 +285,7 @@ struct run {
     double ramp_done_s;     /* when every agent had sent its Boot!, or < 0 */
     double connected_all_s; /* when every agent was connected, or < 0 */
     struct sim_stats prev_sum;
-    uint64_t prev_ms;
+    uint64_t prev_ms, json_ms;
     double rate_in, rate_out;
     unsigned finals;
 };
@@ -350,7 +350,8 @@ static void progress(struct run *r)
         r->connected_all_s = (double)up_ms / 1000.0;
     if (r->ramp_done_s < 0 && boot_all)
         r->ramp_done_s = (double)boot_ms / 1000.0;
-    if (r->json) {
+    if (r->json && (now - r->json_ms >= 1000 || r->stopping)) {
+        r->json_ms = now;
         fprintf(r->json,
                 "{\"t\":%.1f,\"agents\":%" PRIu64 ",\"started\":%" PRIu64
                 ",\"connected\":%" PRIu64 ",\"reconnecting\":%" PRIu64 ",\"msgs_in\":%" PRIu64
