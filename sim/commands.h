@@ -7,5 +7,7 @@ int sim_cmd_decode(int argc, char **argv);
 int sim_cmd_encode(int argc, char **argv);
 int sim_cmd_dm(int argc, char **argv);
 int sim_cmd_agents(int argc, char **argv);
+int sim_cmd_controller(int argc, char **argv);
+int sim_cmd_certs(int argc, char **argv);
 
 #endif

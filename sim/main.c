@@ -19,7 +19,9 @@ static const struct {
     {"decode", sim_cmd_decode, "print a USP Record (binary, hex or base64) as JSON"},
     {"encode", sim_cmd_encode, "write a USP Record holding a request"},
     {"agents", sim_cmd_agents, "run a fleet of virtual USP agents over MQTT"},
+    {"controller", sim_cmd_controller, "a USP controller: shell, -e requests, load generator"},
     {"dm", sim_cmd_dm, "data-model tools: dm info FILE.xml, dm show FILE.xml PATH"},
+    {"certs", sim_cmd_certs, "make the test CA and the TLS certificates"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
