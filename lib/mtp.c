@@ -938,3 +938,101 @@ const char *usp_mtp_reason_name(enum usp_mtp_reason r)
     };
     return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : "?";
 }
+
+/* ---- Extensions and listeners ---------------------------------------------- */
+
+static const struct usp_mtp_ext_ops *ext_registry[MAX_BINDINGS];
+
+int usp_mtp_register_ext(const struct usp_mtp_ext_ops *ext)
+{
+    if (!ext || !ext->base || (ext->listen && !ext->listener_close))
+        return USP_EINVAL;
+    int rc = usp_mtp_register(ext->base);
+    if (rc)
+        return rc;
+    size_t i;
+    for (i = 0; i < MAX_BINDINGS && ext_registry[i]; i++) {
+        if (ext_registry[i] == ext)
+            return 0;
+        if (ext_registry[i]->base == ext->base)
+            return USP_EEXIST;
+    }
+    if (i == MAX_BINDINGS)
+        return USP_ERANGE;
+    ext_registry[i] = ext;
+    return 0;
+}
+
+static const struct usp_mtp_ext_ops *find_ext(const struct usp_mtp_ops *base)
+{
+    for (size_t i = 0; base && i < MAX_BINDINGS && ext_registry[i]; i++)
+        if (ext_registry[i]->base == base)
+            return ext_registry[i];
+    return NULL;
+}
+
+int usp_mtp_listen(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
+                   const struct usp_mtp_listener_callbacks *cb, void *user,
+                   struct usp_mtp_listener **out, char *why, size_t whylen)
+{
+    if (why && whylen)
+        why[0] = '\0';
+    if (out)
+        *out = NULL;
+    if (!ctx || !cfg || !out)
+        return FAIL("no context, configuration or result pointer");
+    if (!cb || !cb->accept)
+        return FAIL("a listener needs an accept callback");
+    if (ctx->freeing)
+        return FAIL("the context is being freed");
+    struct usp_mtp_url u;
+    char uwhy[160];
+    if (usp_mtp_url_parse(cfg->url, &u, uwhy, sizeof uwhy))
+        return FAIL("bad URL: %s", uwhy);
+    const struct usp_mtp_ops *ops = usp_mtp_find(u.binding);
+    const struct usp_mtp_ext_ops *ext = find_ext(ops);
+    if (!ext || !ext->listen)
+        return mtp__fail(why, whylen, USP_ENOENT,
+                         "no registered MTP binding listens on \"%s\" URLs (usp_mtp_register_ext)",
+                         u.scheme);
+    int rc = mtp__config_check(cfg, why, whylen);
+    if (rc)
+        return rc;
+    struct usp_mtp_listener *l = NULL;
+    rc = ext->listen(ctx, cfg, &u, &l, why, whylen);
+    if (rc)
+        return rc;
+    l->ops = ext;
+    l->ctx = ctx;
+    l->cb = cb;
+    l->user = user;
+    *out = l;
+    return 0;
+}
+
+void usp_mtp_listener_close(struct usp_mtp_listener *l)
+{
+    if (l)
+        l->ops->listener_close(l);
+}
+
+void usp_mtp_conn_set_callbacks(struct usp_mtp_conn *c, const struct usp_mtp_callbacks *cb,
+                                void *user)
+{
+    c->cb = cb;
+    c->user = user;
+}
+
+const char *usp_mtp_peer_eid(const struct usp_mtp_conn *c)
+{
+    const struct usp_mtp_ext_ops *ext = find_ext(c->ops);
+    return ext && ext->peer_eid ? ext->peer_eid(c) : NULL;
+}
+
+int usp_mtp_reject(struct usp_mtp_conn *c, const char *reason)
+{
+    const struct usp_mtp_ext_ops *ext = find_ext(c->ops);
+    if (ext && ext->reject)
+        return ext->reject(c, reason);
+    return c->state == USP_MTP_UP ? 0 : USP_EPERM;
+}

@@ -102,4 +102,46 @@ bool mtp__mqtt311_topic_split(const char *topic, size_t *dest_len, char *reply);
  * strings follow it in the same allocation). In mtp_mqtt.c. */
 size_t mtp__mqtt_conn_size(void);
 
+/* ---- WebSocket handshake helpers (mtp_ws_util.c; no libwebsockets) ------- */
+
+/* The subprotocol of the WebSocket binding [R-WS.9-12]. */
+#define MTP_WS_PROTOCOL "v1.usp"
+/* Longest peer Endpoint ID a listener accepts from a request. */
+#define MTP_WS_EID_MAX 255
+
+/* The request-target of a WebSocket client: `path` ("" is "/"), `query`
+ * (may be NULL or "") and the "eid" parameter [R-WS.10b] with `eid`
+ * percent-encoded wherever a query value needs it: "%" always as "%25"
+ * [R-WS.10c], and "&", "+", "#", "=" and everything outside RFC 3986 query
+ * characters as "%HH". Writes it to `buf` and returns its length, or the
+ * length it needs when that is >= n (like snprintf). */
+size_t mtp__ws_target(const char *path, const char *query, const char *eid, char *buf, size_t n);
+/* Whether a query (without "?") already has an "eid" parameter. */
+bool mtp__ws_query_has_eid(const char *query);
+/* Whether the comma-separated list of a Sec-WebSocket-Protocol header
+ * names `proto` (tokens compared exactly; spaces and tabs around commas
+ * are ignored). NULL: false. */
+bool mtp__ws_protocol_listed(const char *list, const char *proto);
+/* The "eid" parameter of the bbf-usp-protocol extension in a
+ * Sec-WebSocket-Extensions value (RFC 6455 9.1 grammar, quoted-string or
+ * token) [R-WS.10a/11a]: 0 with the value in `out`; USP_ENOENT when there
+ * is none; USP_EINVAL when that extension is malformed; USP_ERANGE when
+ * the value needs more than n - 1 bytes. `out` is always terminated, and
+ * empty unless 0 is returned. */
+int mtp__ws_ext_eid(const char *hdr, char *out, size_t n);
+/* The extension value `bbf-usp-protocol; eid="<eid>"` with '"' and '\'
+ * escaped: written to `buf`, returns the length (or the length needed when
+ * >= n, like snprintf). */
+size_t mtp__ws_ext_value(const char *eid, char *buf, size_t n);
+/* Percent-decodes s into out (n bytes, terminated): 0, USP_EINVAL for a
+ * bad escape or %00, USP_ERANGE when it does not fit. */
+int mtp__ws_pct_decode(const char *s, char *out, size_t n);
+/* Whether an Endpoint ID received from a peer is acceptable text: 1 to
+ * MTP_WS_EID_MAX bytes, no control characters. */
+bool mtp__ws_peer_eid_ok(const char *eid);
+
+/* Bytes of a WebSocket connection object, for reports (its configuration
+ * strings follow it in the same allocation). In mtp_ws.c. */
+size_t mtp__ws_conn_size(void);
+
 #endif

@@ -218,6 +218,29 @@ struct usp_mtp_mqtt_config {
     int qos; /* 0 or 1, capped by the CONNACK Maximum QoS */
 };
 
+/* STOMP settings (binding "stomp"): TR-181 Device.STOMP.Connection.{i}
+ * and the endpoint's own destination (LocalAgent.MTP.{i}.STOMP.Destination,
+ * or a Controller's). All zero is valid: vhost "/", no heart-beats, the
+ * URL's credentials, the destination from the server. */
+struct usp_mtp_stomp_config {
+    /* VirtualHost, the `host` header [R-STOMP.5]; NULL or "": "/". */
+    const char *virtual_host;
+    /* `login` and `passcode` [R-STOMP.3]; NULL: the URL's user and
+     * password; neither: no such headers (the server's default user). */
+    const char *username;
+    const char *password;
+    /* Own destination, subscribed to and sent as reply-to-dest unless the
+     * CONNECTED frame gives a subscribe-dest [R-STOMP.14-16]; NULL or "":
+     * only the server's. See usp_mtp_stomp_dest for a naming scheme. */
+    const char *destination;
+    /* EnableHeartbeats, OutgoingHeartbeat, IncomingHeartbeat (ms)
+     * [R-STOMP.8-11]: with enable_heartbeats false no heart-beat header is
+     * sent and none are exchanged. keepalive_s does not apply to STOMP. */
+    bool enable_heartbeats;
+    uint32_t outgoing_heartbeat_ms;
+    uint32_t incoming_heartbeat_ms;
+};
+
 struct usp_mtp_config {
     enum usp_mtp_role role;
     const char *eid; /* own Endpoint ID */
@@ -239,6 +262,7 @@ struct usp_mtp_config {
     uint32_t connect_timeout_ms; /* no session by then: the attempt failed */
     uint32_t close_timeout_ms;   /* a graceful close that takes longer is cut */
     struct usp_mtp_mqtt_config mqtt;
+    struct usp_mtp_stomp_config stomp; /* binding "stomp" */
 };
 
 #define USP_MTP_MAX_RECORD_DEFAULT (4u * 1024 * 1024)
@@ -365,5 +389,211 @@ static inline const char *usp_mtp_local_dest(const struct usp_mtp_conn *c)
 const char *usp_mtp_state_name(enum usp_mtp_state s);
 /* "none", "closed", "resolve", ...; "?" for values out of range. */
 const char *usp_mtp_reason_name(enum usp_mtp_reason r);
+
+/* ---- Listeners: the accepting side of point-to-point bindings ------------
+ *
+ * WebSocket (and later UNIX domain socket) sessions are point to point: one
+ * endpoint listens and accepts, the other connects with usp_mtp_conn_new.
+ * A listener is made from a configuration like a connection: its URL names
+ * what to bind (ws://127.0.0.1:8080/usp: numeric address, port, resource
+ * path [R-WS.2]); role, eid, keepalive_s, max_record, close_timeout_ms and
+ * usp_version apply to every session it accepts. Each accepted session is
+ * a struct usp_mtp_conn of its own, handed to the accept callback: the
+ * owner sets its callbacks there (usp_mtp_conn_set_callbacks) and frees it
+ * later. An accepted connection reports UP once the accept callback has
+ * returned and ends in CLOSED (this side never re-establishes it); it
+ * cannot be opened. Records on a point-to-point connection need no
+ * destination: usp_mtp_send ignores `to` (NULL is fine), and a received
+ * record's reply_to.to is NULL (not counted as rx_no_reply_to). */
+
+struct usp_mtp_listener;
+
+/* Who asks for a session, valid during the callback only. */
+struct usp_mtp_peer {
+    /* The peer's Endpoint ID as it gave it (WebSocket: the "eid" query
+     * parameter, percent-decoded [R-WS.10b/c], else the deprecated
+     * bbf-usp-protocol extension [R-WS.10a]); NULL when it gave none. */
+    const char *eid;
+    const char *path; /* the resource path it asked for, percent-decoded, no query */
+    const char *addr; /* its numeric address */
+};
+
+/* Before the session exists (WebSocket: after the binding's own checks,
+ * before the 101 answer): 0 accepts, anything else refuses (WebSocket:
+ * HTTP 403). */
+typedef int (*usp_mtp_check_cb)(struct usp_mtp_listener *l, const struct usp_mtp_peer *peer,
+                                void *user);
+/* A session is established; `c` now belongs to the callee. */
+typedef void (*usp_mtp_accept_cb)(struct usp_mtp_listener *l, struct usp_mtp_conn *c,
+                                  const struct usp_mtp_peer *peer, void *user);
+
+/* Keep one table for many listeners: it is not copied. */
+struct usp_mtp_listener_callbacks {
+    usp_mtp_check_cb check;   /* NULL: accept whatever passes the binding's checks */
+    usp_mtp_accept_cb accept; /* required */
+};
+
+struct usp_mtp_listener_stats {
+    uint64_t accepted; /* sessions handed to the accept callback */
+    uint64_t refused;  /* requests refused: by the binding's checks or by `check` */
+    uint64_t replaced; /* sessions closed for a newer one from the same peer [R-WS.4] */
+};
+
+struct usp_mtp_ext_ops;
+
+/* Read-only for callers; the binding owns the fields. */
+struct usp_mtp_listener {
+    const struct usp_mtp_ext_ops *ops;
+    struct usp_mtp_ctx *ctx;
+    const struct usp_mtp_listener_callbacks *cb;
+    void *user;
+    uint16_t port; /* the bound port */
+    struct usp_mtp_listener_stats stats;
+};
+
+/* What a binding offers beyond struct usp_mtp_ops (whose layout is fixed):
+ * listening, and per-connection extras. Registered with
+ * usp_mtp_register_ext, which registers `base` too. */
+struct usp_mtp_ext_ops {
+    const struct usp_mtp_ops *base; /* the binding's connection table */
+    /* NULL when the binding cannot listen. */
+    int (*listen)(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
+                  const struct usp_mtp_url *url, struct usp_mtp_listener **out, char *why,
+                  size_t whylen);
+    void (*listener_close)(struct usp_mtp_listener *l);
+    /* See usp_mtp_reject; NULL: the binding has no such rule. */
+    int (*reject)(struct usp_mtp_conn *c, const char *reason);
+    /* See usp_mtp_peer_eid; may be NULL. */
+    const char *(*peer_eid)(const struct usp_mtp_conn *c);
+};
+
+/* Registers ext->base (usp_mtp_register) and the extension. Call before
+ * starting threads. 0 (also when registered again), or as usp_mtp_register;
+ * USP_EINVAL when ext or its base is incomplete. */
+int usp_mtp_register_ext(const struct usp_mtp_ext_ops *ext);
+
+/* Listens on cfg->url with the binding of the URL's scheme; the socket is
+ * bound before this returns. `cfg` is copied; `cb` must outlive the
+ * listener. 0, or USP_EINVAL (bad configuration, e.g. a host name instead
+ * of a numeric address), USP_ENOENT (no binding, or it cannot listen),
+ * USP_EPERM (e.g. TLS), USP_EIO (cannot bind: the port is in use...),
+ * USP_ENOMEM; `why` says what is wrong. */
+int usp_mtp_listen(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
+                   const struct usp_mtp_listener_callbacks *cb, void *user,
+                   struct usp_mtp_listener **out, char *why, size_t whylen);
+
+/* Stops listening and frees the listener; no callback of it runs after
+ * this call. Sessions it accepted and handed over are cut: their owners
+ * get CLOSED (reason closed, code 1001) from the loop and still free them.
+ * Allowed inside its own callbacks. NULL is a no-op. */
+void usp_mtp_listener_close(struct usp_mtp_listener *l);
+
+static inline uint16_t usp_mtp_listener_port(const struct usp_mtp_listener *l)
+{
+    return l->port;
+}
+
+/* Sets the callbacks of a connection, e.g. an accepted one inside the
+ * accept callback. `cb` must outlive the connection. */
+void usp_mtp_conn_set_callbacks(struct usp_mtp_conn *c, const struct usp_mtp_callbacks *cb,
+                                void *user);
+
+/* The Endpoint ID of the peer when the binding knows it (WebSocket: given
+ * by the peer when it connected to us, or cfg->peer_eid when we connect);
+ * NULL otherwise. */
+const char *usp_mtp_peer_eid(const struct usp_mtp_conn *c);
+
+/* The record just received cannot be parsed: the binding does what its
+ * specification asks. WebSocket: close the session with 1003
+ * [R-WS.16] (`reason`, may be NULL, goes into the close frame); the
+ * connection then goes DOWN (and retries) or, when accepted, CLOSED, from
+ * the loop. 0 when done or when the binding has no such rule (MQTT: the
+ * record is simply dropped); USP_EPERM when not UP. */
+int usp_mtp_reject(struct usp_mtp_conn *c, const char *reason);
+
+/* The WebSocket binding (lib/mtp_ws.c, libwebsockets 4.1 on the context's
+ * loop as a foreign libuv loop; one lws_context per struct usp_mtp_ctx,
+ * made when the first WebSocket connection or listener is created and
+ * destroyed from the loop once the last is freed). Register it with
+ * usp_mtp_register_ext(&usp_mtp_ws_ext_ops).
+ * - Both roles connect (ws://; the "eid" query parameter is added
+ *   [R-WS.10b/c], so the URL must not have one; the answer must name
+ *   subprotocol v1.usp [R-WS.12]) and listen (v1.usp required in the
+ *   request [R-WS.12a], else HTTP 403; the listener's path, when not "" or
+ *   "/", must match; the peer's Endpoint ID from "eid"). A listener binds a
+ *   numeric address; accepted sockets are served by one libwebsockets
+ *   vhost per context.
+ * - One record per binary message [R-WS.14]; fragmented messages are
+ *   reassembled [R-WS.14b]; a text message closes the session with 1003
+ *   [R-WS.16], as does usp_mtp_reject. Messages over max_record are dropped
+ *   (rx_oversize); at most 4 * max_record + 64 KiB wait to be sent.
+ * - Pings every keepalive_s (0: none); a session whose peer sent nothing,
+ *   pong or data, for a whole keepalive_s after a ping is dropped
+ *   [R-WS.17/18]. Pings are answered by libwebsockets.
+ * - Reconnects with the ConnectRetry back-off (retry_time_s as m,
+ *   retry_multiplier as k, capped at retry_max_s) [R-WS.19-21].
+ * - An Agent queues a WebSocketConnectRecord first once a session is up
+ *   [R-MTP.6], and either role a DisconnectRecord before a graceful close
+ *   [R-MTP.7], when it knows the peer's Endpoint ID: cfg->peer_eid when
+ *   connecting (peer_dest is not used but must be set with peer_eid, e.g.
+ *   to the URL), the peer's "eid" when accepting.
+ * - At most one session per pair of Endpoint IDs in a context [R-WS.4]: a
+ *   new session replaces an older one with the same peer, except that a
+ *   request from a peer to which an own connection is UP is refused (403)
+ *   rather than replacing it (that connection would only come back).
+ * - Event codes: REFUSED: the HTTP status (101: the answer was not
+ *   acceptable, e.g. no v1.usp); PEER_CLOSED: the peer's close code (1005
+ *   when none); LOST: 1003 (closed by us for a text frame or
+ *   usp_mtp_reject), 1000 (replaced by a newer session [R-WS.4]), 0
+ *   otherwise; CLOSED: 1001 (the listener closed), 1 (the close handshake
+ *   took longer than close_timeout_ms).
+ * - Costs per session: one file descriptor, about 2.6 KB of heap with
+ *   libwebsockets (see tests/integration/test-ws-mtp.sh); per context the
+ *   lws_context, whose fd table follows the process's fd limit.
+ * TLS (wss://) is not supported yet (USP_EPERM). */
+extern const struct usp_mtp_ops usp_mtp_ws_ops;
+extern const struct usp_mtp_ext_ops usp_mtp_ws_ext_ops;
+
+/* The STOMP binding (lib/mtp_stomp.c: its own STOMP 1.2 client on a
+ * uv_tcp_t of the context's loop, host names resolved with
+ * uv_getaddrinfo). Connects with a STOMP frame carrying accept-version 1.2,
+ * host (VirtualHost), login/passcode, heart-beat and the escaped
+ * endpoint-id [R-STOMP.2-5, 8-10]; takes the CONNECTED frame's
+ * subscribe-dest, else cfg->stomp.destination; with neither it sends
+ * DISCONNECT and goes DOWN (reason no-topic) to retry [R-STOMP.14-16].
+ * SUBSCRIBEs with ack:auto and a receipt, and is UP once the receipt (or a
+ * first MESSAGE) arrives [R-STOMP.13, 17]. Records go out as SEND with
+ * content-length, content-type application/vnd.bbf.usp.msg and
+ * reply-to-dest [R-STOMP.18-22]; a received record's reply_to.to is its
+ * reply-to-dest [R-STOMP.23]. Never BEGIN, COMMIT, ABORT, ACK or NACK. An
+ * Agent with peer_eid/peer_dest sends a STOMPConnectRecord{V1_2,
+ * subscribed_destination} once UP [R-MTP.6] and a DisconnectRecord before
+ * a graceful close (then DISCONNECT with a receipt) [R-MTP.7]. Heart-beats
+ * as negotiated (usp/stomp.h), on the context's timer wheel; a silent
+ * server goes DOWN with reason keepalive. An ERROR frame ends the session:
+ * DOWN with its message in the detail (reason refused before the
+ * subscription, subscribe while subscribing, peer-closed once UP). A frame
+ * over max_record + 64 KiB, or a malformed stream, closes the connection
+ * (reason lost, the parser's sentence in the detail); a MESSAGE whose body
+ * is over max_record is dropped (rx_oversize). Reconnects use the STOMP
+ * server-retry rule with retry_time_s = ServerRetryInitialInterval,
+ * retry_multiplier = ServerRetryIntervalMultiplier and retry_max_s =
+ * ServerRetryMaxInterval: attempt n waits a random time between 0 and
+ * m * (k/1000)^(n-1) seconds (n capped at 10), at most retry_max_s. Costs
+ * per connection: one file descriptor; memory, see
+ * tests/integration/test-stomp-mtp.sh. TLS (stomps://) is not supported
+ * yet (USP_EPERM). */
+extern const struct usp_mtp_ops usp_mtp_stomp_ops;
+
+/* A destination for an endpoint on a broker such as RabbitMQ, where
+ * "/queue/NAME" makes a queue on first use and NAME may not hold '/':
+ * "/queue/usp.agent.<eid>" or "/queue/usp.controller.<eid>", with every '/'
+ * of the Endpoint ID written "%2F" and every '%' "%25" (so that distinct IDs
+ * never share a queue); ':' is kept (the binding escapes it as \c on the
+ * wire, RabbitMQ accepts it). Writes it to `buf` (always terminated when
+ * n > 0). 0; USP_EINVAL for an empty Endpoint ID or one with control
+ * characters; USP_ERANGE when the queue name would pass RabbitMQ's 255
+ * bytes or `buf` is too small. */
+int usp_mtp_stomp_dest(enum usp_mtp_role role, const char *eid, char *buf, size_t n);
 
 #endif
