@@ -61,6 +61,7 @@ enum {
     CA_NO_COMMON = 1u << 3,  /* answered, but no version in common */
     CA_TOPIC_SAID = 1u << 4, /* `dest` is the topic of its MQTTConnectRecord */
     CA_MQTT311 = 1u << 5,    /* its MQTTConnectRecord said 3.1.1 */
+    CA_MQTT_SAID = 1u << 6,  /* an MQTTConnectRecord told its MQTT version */
 };
 
 /* What the controller knows of the agent sent it an OnBoardRequest. */

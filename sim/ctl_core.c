@@ -270,8 +270,8 @@ static void on_timeout(struct usp_tw_entry *e, uint64_t now_ms)
     struct ctl_req *r = (struct ctl_req *)e; /* tmo is the first member */
     const char *why;
     if (!r->agent->last_seen_ms)
-        why = "nothing ever came from this agent: is it connected to this broker, at the topic "
-              "--agent-topic gives?";
+        why = "nothing ever came from this agent: is it connected to this broker, with this "
+              "MQTT version, at the topic --agent-topic gives?";
     else if (r->state == CR_WAITING)
         why = "no answer to GetSupportedProtocol either";
     else
@@ -440,6 +440,18 @@ void ctl_req_submit(struct sim_ctl *c, struct ctl_req *r, uint32_t timeout_ms)
         fail_req(c, r, CTL_FAILED,
                  "no topic known for the agent: it has not connected, and --agent-topic needs "
                  "{n}, which only a load template gives");
+        return;
+    }
+    /* Versions of MQTT that differ cannot talk [R-MQTT.26a]: say so now
+     * rather than time out. */
+    if ((a->flags & CA_MQTT_SAID) &&
+        !(a->flags & CA_MQTT311) != (c->conf->mqtt_version == USP_MQTT_V5)) {
+        fail_req(c, r, CTL_FAILED,
+                 a->flags & CA_MQTT311
+                     ? "the agent connected with MQTT 3.1.1 (its MQTTConnectRecord): use "
+                       "--mqtt-version 3.1.1"
+                     : "the agent connected with MQTT 5 (its MQTTConnectRecord): use "
+                       "--mqtt-version 5");
         return;
     }
     bool gsp = is_gsp(r->msg);
@@ -793,7 +805,7 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
     switch (rec->record_type_case) {
     case USP_RECORD__RECORD__RECORD_TYPE_MQTT_CONNECT: {
         const UspRecord__MQTTConnectRecord *m = rec->mqtt_connect;
-        a->flags |= CA_CONNECTED;
+        a->flags |= CA_CONNECTED | CA_MQTT_SAID;
         if (m && m->version == USP_RECORD__MQTTCONNECT_RECORD__MQTTVERSION__V3_1_1)
             a->flags |= CA_MQTT311;
         else
