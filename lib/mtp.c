@@ -1036,3 +1036,26 @@ int usp_mtp_reject(struct usp_mtp_conn *c, const char *reason)
         return ext->reject(c, reason);
     return c->state == USP_MTP_UP ? 0 : USP_EPERM;
 }
+
+bool mtp__pick_addr(const struct addrinfo *res, uint32_t attempt, char *buf, size_t len)
+{
+    unsigned count = 0;
+    for (const struct addrinfo *a = res; a; a = a->ai_next)
+        count += a->ai_family == AF_INET || a->ai_family == AF_INET6;
+    if (!count || !len)
+        return false;
+    unsigned pick = attempt % count;
+    buf[0] = '\0';
+    for (const struct addrinfo *a = res; a; a = a->ai_next) {
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
+            continue;
+        if (pick-- > 0)
+            continue;
+        if (a->ai_family == AF_INET)
+            uv_ip4_name((const struct sockaddr_in *)a->ai_addr, buf, len);
+        else
+            uv_ip6_name((const struct sockaddr_in6 *)a->ai_addr, buf, len);
+        break;
+    }
+    return buf[0] != '\0';
+}

@@ -144,4 +144,9 @@ bool mtp__ws_peer_eid_ok(const char *eid);
  * strings follow it in the same allocation). In mtp_ws.c. */
 size_t mtp__ws_conn_size(void);
 
+/* Picks the address for connection attempt `attempt` from a resolver
+ * result (IPv4 and IPv6 only, in turn, so a dead address costs one retry,
+ * not all) and writes it as text into buf. false when there is none. */
+bool mtp__pick_addr(const struct addrinfo *res, uint32_t attempt, char *buf, size_t len);
+
 #endif

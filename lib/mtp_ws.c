@@ -1408,25 +1408,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     c->gai = NULL;
     enter(c);
-    /* Each attempt takes the next address, so that a dead one costs one
-     * retry, not all. */
-    unsigned count = 0;
-    for (struct addrinfo *a = status == 0 ? res : NULL; a; a = a->ai_next)
-        count += a->ai_family == AF_INET || a->ai_family == AF_INET6;
-    unsigned pick = count ? c->attempt % count : 0;
-    char addr[64] = "";
-    for (struct addrinfo *a = count ? res : NULL; a && !addr[0]; a = a->ai_next) {
-        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
-            continue;
-        if (pick-- > 0)
-            continue;
-        if (a->ai_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)a->ai_addr, addr, sizeof addr);
-        else
-            uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, addr, sizeof addr);
-    }
+    char addr[64];
+    bool found = status == 0 && mtp__pick_addr(res, c->attempt, addr, sizeof addr);
     uv_freeaddrinfo(res);
-    if (!addr[0])
+    if (!found)
         lost(c, USP_MTP_R_RESOLVE, status ? status : UV_EAI_NODATA);
     else if (!c->dead && !c->lost)
         connect_to(c, addr);
