@@ -3,7 +3,7 @@
 
 CC       ?= cc
 CLANG    ?= clang
-PKGS     := libprotobuf-c libxml-2.0 libuv openssl libmosquitto libedit libwebsockets
+PKGS     := libprotobuf-c libxml-2.0 libuv openssl libmosquitto libedit libwebsockets libcoap-3-openssl
 TEST_PKGS:= cunit
 
 # Sanitizer builds go to their own folder so objects never mix.

@@ -756,6 +756,7 @@ void usp_mtp_ctx_free(struct usp_mtp_ctx *ctx)
     if (!ctx || ctx->freeing)
         return;
     ctx->freeing = true;
+    mtp__tls_cache_free(ctx);
     if (ctx->owns_tw)
         uv_idle_start(&ctx->reaper, on_reap);
     ctx_release_memory(ctx);
@@ -900,15 +901,14 @@ int usp_mtp_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
     char uwhy[160];
     if (usp_mtp_url_parse(cfg->url, &u, uwhy, sizeof uwhy))
         return FAIL("bad URL: %s", uwhy);
-    if (strcmp(u.binding, "coap") == 0)
-        return mtp__fail(why, whylen, USP_EPERM,
-                         "CoAP is obsolete since USP 1.3 and must not be implemented");
     const struct usp_mtp_ops *ops = usp_mtp_find(u.binding);
     if (!ops)
         return mtp__fail(why, whylen, USP_ENOENT,
                          "no MTP binding is registered for \"%s\" URLs (usp_mtp_register)",
                          u.scheme);
     int rc = mtp__config_check(cfg, why, whylen);
+    if (!rc)
+        rc = mtp__tls_config_check(cfg, &u, why, whylen);
     if (rc)
         return rc;
     struct usp_mtp_conn *c = NULL;
@@ -996,6 +996,8 @@ int usp_mtp_listen(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
                          "no registered MTP binding listens on \"%s\" URLs (usp_mtp_register_ext)",
                          u.scheme);
     int rc = mtp__config_check(cfg, why, whylen);
+    if (!rc)
+        rc = mtp__tls_config_check(cfg, &u, why, whylen);
     if (rc)
         return rc;
     struct usp_mtp_listener *l = NULL;
@@ -1027,6 +1029,12 @@ const char *usp_mtp_peer_eid(const struct usp_mtp_conn *c)
 {
     const struct usp_mtp_ext_ops *ext = find_ext(c->ops);
     return ext && ext->peer_eid ? ext->peer_eid(c) : NULL;
+}
+
+const struct usp_tls_ids *usp_mtp_peer_ids(const struct usp_mtp_conn *c)
+{
+    const struct usp_mtp_ext_ops *ext = find_ext(c->ops);
+    return ext && ext->peer_ids ? ext->peer_ids(c) : NULL;
 }
 
 int usp_mtp_reject(struct usp_mtp_conn *c, const char *reason)

@@ -8,6 +8,7 @@
 
 #include "usp/mtp.h"
 #include "usp/timerwheel.h"
+#include "usp/tls.h"
 
 /* Timers: every deadline of a connection (retry, connect timeout,
  * keepalive, close timeout) is one struct usp_tw_entry on the worker's
@@ -34,6 +35,7 @@ struct usp_mtp_ctx {
     usp_mtp_log_cb log;
     void *log_user;
     enum usp_mtp_log_level log_level;
+    struct mtp_tls_cache *tls_cache; /* SSL_CTXs made so far, see mtp__tls_ctx */
     uint32_t conns; /* connections not yet released */
     bool freeing;   /* usp_mtp_ctx_free was called */
 };
@@ -97,6 +99,29 @@ size_t mtp__mqtt311_topic_build(const char *dest, const char *reply, char *buf, 
  * after it with "%2F" (either case) turned back into "/". true when a
  * non-empty reply-to was found; otherwise *dest_len is strlen(topic). */
 bool mtp__mqtt311_topic_split(const char *topic, size_t *dest_len, char *reply);
+
+/* ---- TLS (mtp_tls.c) ------------------------------------------------------ */
+
+struct mtp_tls_cache;
+
+/* Whether `cfg` asks for TLS on URL `u`: the scheme says so, or unix: with
+ * cfg->tls.uds. */
+bool mtp__tls_wanted(const struct usp_mtp_config *cfg, const struct usp_mtp_url *u);
+/* Checks the TLS settings when TLS is wanted (CA, certificate and key
+ * given). 0 or USP_EINVAL with `why`. */
+int mtp__tls_config_check(const struct usp_mtp_config *cfg, const struct usp_mtp_url *u, char *why,
+                          size_t whylen);
+/* An SSL_CTX (usp_tls_ctx_new) for `role`, made once per context and set
+ * of arguments and kept until usp_mtp_ctx_free: borrowed, do not free it
+ * (an SSL made from it holds its own reference). cert_file and key_file
+ * may be NULL for a context without a certificate of its own (then give
+ * one per SSL with usp_tls_use_files); `flags` as usp_tls_ctx_new. 0, or
+ * usp_tls_ctx_new's errors with `why`. */
+int mtp__tls_ctx(struct usp_mtp_ctx *ctx, enum usp_tls_role role, unsigned flags,
+                 const char *ca_file, const char *cert_file, const char *key_file, SSL_CTX **out,
+                 char *why, size_t whylen);
+/* Frees the cache (usp_mtp_ctx_free). */
+void mtp__tls_cache_free(struct usp_mtp_ctx *ctx);
 
 /* Bytes of an MQTT connection object, for reports (its configuration
  * strings follow it in the same allocation). In mtp_mqtt.c. */

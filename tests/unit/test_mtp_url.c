@@ -456,7 +456,7 @@ static void test_registry_and_config(void)
     BAD(b.url = NULL, USP_EINVAL, "bad URL: no URL given");
     BAD(b.url = "stomp://h:99999", USP_EINVAL, "bad URL: the port");
     BAD(b.url = "ws://h/usp", USP_ENOENT, "no MTP binding is registered for \"ws\"");
-    BAD(b.url = "coap://h", USP_EPERM, "obsolete");
+    BAD(b.url = "coap://h", USP_ENOENT, "no MTP binding is registered for \"coap\"");
     BAD(b.keepalive_s = 3, USP_EINVAL, "keepalive 3 s is out of range");
     BAD(b.keepalive_s = 70000, USP_EINVAL, "keepalive");
     BAD(b.retry_time_s = 0, USP_EINVAL, "ConnectRetryTime");

@@ -27,6 +27,7 @@
 #include "usp/errors.h"
 
 struct usp_tw;
+struct usp_tls_ids;
 
 /* ---- URLs --------------------------------------------------------------- */
 
@@ -37,8 +38,8 @@ struct usp_tw;
  *   ws://host[:port][/path][?query] / wss://...    binding "ws",    80 / 443
  *   unix:PATH                                      binding "uds"   (no host, no port)
  *   coap://... / coaps://...                       binding "coap",  5683 / 5684
- * CoAP is obsolete since USP 1.3 and must not be implemented; it is parsed
- * only so that old configurations get a clear answer. Scheme names are
+ * CoAP was obsoleted by USP 1.3; its binding (lib/mtp_coap.c) exists to
+ * reproduce older deployments and sends Records of version 1.0-1.2. Scheme names are
  * case-insensitive and stored in lower case. The host is a DNS name, a
  * dotted-quad IPv4 address or an IPv6 address in brackets. User and password
  * are percent-decoded; path and query are kept as written (checked against
@@ -241,6 +242,27 @@ struct usp_mtp_stomp_config {
     uint32_t incoming_heartbeat_ms;
 };
 
+/* TLS (mqtts, stomps, wss; DTLS for coaps; unix: when `uds` is set, USP
+ * 1.4) with mutual authentication [R-MTP.1, R-SEC.0a], through the
+ * contexts of usp/tls.h: TLS 1.2+, the peer's certificate required and
+ * verified against ca_file only. A client also checks the server's
+ * certificate against the URL's host. */
+struct usp_mtp_tls_config {
+    const char *ca_file;   /* PEM CA certificate(s) trusted for the peer; required for TLS */
+    const char *cert_file; /* own certificate (chain); required for TLS */
+    const char *key_file;
+    unsigned flags; /* USP_TLS_NO_TIME_CHECK (usp/tls.h) */
+    bool uds;       /* unix: URLs use TLS (no scheme can say so) */
+};
+
+/* CoAP settings (binding "coap", legacy USP 1.0-1.2; see usp/mtp_coap.h). */
+struct usp_mtp_coap_config {
+    /* The endpoint's own CoAP server (coap://ADDR:PORT/e/<eid> or coaps://),
+     * where peers POST records and which goes out as the reply-to
+     * Uri-Query; NULL: the binding's default (see usp/mtp_coap.h). */
+    const char *local_url;
+};
+
 struct usp_mtp_config {
     enum usp_mtp_role role;
     const char *eid; /* own Endpoint ID */
@@ -263,6 +285,8 @@ struct usp_mtp_config {
     uint32_t close_timeout_ms;   /* a graceful close that takes longer is cut */
     struct usp_mtp_mqtt_config mqtt;
     struct usp_mtp_stomp_config stomp; /* binding "stomp" */
+    struct usp_mtp_tls_config tls;     /* TLS URLs, see above */
+    struct usp_mtp_coap_config coap;   /* binding "coap" */
 };
 
 #define USP_MTP_MAX_RECORD_DEFAULT (4u * 1024 * 1024)
@@ -416,6 +440,9 @@ struct usp_mtp_peer {
     const char *eid;
     const char *path; /* the resource path it asked for, percent-decoded, no query */
     const char *addr; /* its numeric address */
+    /* The Endpoint IDs its verified TLS certificate authenticates
+     * (usp/tls.h); NULL without TLS. */
+    const struct usp_tls_ids *ids;
 };
 
 /* Before the session exists (WebSocket: after the binding's own checks,
@@ -465,6 +492,8 @@ struct usp_mtp_ext_ops {
     int (*reject)(struct usp_mtp_conn *c, const char *reason);
     /* See usp_mtp_peer_eid; may be NULL. */
     const char *(*peer_eid)(const struct usp_mtp_conn *c);
+    /* See usp_mtp_peer_ids; may be NULL. */
+    const struct usp_tls_ids *(*peer_ids)(const struct usp_mtp_conn *c);
 };
 
 /* Registers ext->base (usp_mtp_register) and the extension. Call before
@@ -502,6 +531,13 @@ void usp_mtp_conn_set_callbacks(struct usp_mtp_conn *c, const struct usp_mtp_cal
  * by the peer when it connected to us, or cfg->peer_eid when we connect);
  * NULL otherwise. */
 const char *usp_mtp_peer_eid(const struct usp_mtp_conn *c);
+
+/* The Endpoint IDs the peer's verified TLS certificate authenticates, for
+ * checking each received Record's from_id (usp_tls_ids_match) [R-SEC.0a]:
+ * on a point-to-point binding with TLS, the peer endpoint's certificate
+ * (kept while the session is up); NULL without TLS, on brokered bindings
+ * (the certificate is the broker's) and before the session is up. */
+const struct usp_tls_ids *usp_mtp_peer_ids(const struct usp_mtp_conn *c);
 
 /* The record just received cannot be parsed: the binding does what its
  * specification asks. WebSocket: close the session with 1003
