@@ -53,6 +53,10 @@ const char *codec__oneof_name(const ProtobufCMessageDescriptor *d)
 
 struct walk {
     bool record; /* Record rules (7104, empty oneof discards) or Message rules (7004) */
+    /* A first pass only looks for a failure, without building field paths
+     * or messages (every valid message costs no formatting); a second pass
+     * with `paths` set runs only to describe a failure found. */
+    bool paths;
     struct usp_decode_err *err;
     bool found;
     size_t len;
@@ -63,7 +67,7 @@ static size_t path_push(struct walk *w, const char *fmt, ...) __attribute__((for
 static size_t path_push(struct walk *w, const char *fmt, ...)
 {
     size_t old = w->len;
-    if (w->len < sizeof w->path - 1) {
+    if (w->paths && w->len < sizeof w->path - 1) {
         va_list ap;
         va_start(ap, fmt);
         int n = vsnprintf(w->path + w->len, sizeof w->path - w->len, fmt, ap);
@@ -78,6 +82,8 @@ static size_t path_push(struct walk *w, const char *fmt, ...)
 
 static void path_pop(struct walk *w, size_t old)
 {
+    if (!w->paths)
+        return;
     w->len = old;
     w->path[old] = '\0';
 }
@@ -95,6 +101,11 @@ static void walk_fail(struct walk *w, bool discard, const char *fmt, ...)
 {
     if (w->found && !(discard && !w->err->discard))
         return;
+    if (!w->paths) {
+        w->found = true;
+        w->err->discard = discard;
+        return;
+    }
     char msg[sizeof w->err->msg];
     va_list ap;
     va_start(ap, fmt);
@@ -215,14 +226,29 @@ static void walk_msg(struct walk *w, const ProtobufCMessageDescriptor *d, const 
     }
 }
 
-static void walk_init(struct walk *w, bool record, struct usp_decode_err *err)
+static void walk_init(struct walk *w, bool record, bool paths, struct usp_decode_err *err)
 {
     w->record = record;
+    w->paths = paths;
     w->err = err;
     w->found = false;
     w->len = 0;
     w->path[0] = '\0';
-    path_push(w, "%s", record ? "record" : "msg");
+    if (paths)
+        path_push(w, "%s", record ? "record" : "msg");
+}
+
+/* Walks `m` quickly; when that finds a failure, again to describe it. */
+static void walk_run(struct walk *w, bool record, struct usp_decode_err *err,
+                     const ProtobufCMessageDescriptor *d, const ProtobufCMessage *m)
+{
+    walk_init(w, record, false, err);
+    walk_msg(w, d, m, 0);
+    if (!w->found)
+        return;
+    memset(err, 0, sizeof *err);
+    walk_init(w, record, true, err);
+    walk_msg(w, d, m, 0);
 }
 
 int usp_version_parse(const char *v, unsigned *major, unsigned *minor)
@@ -279,8 +305,7 @@ int usp_record_validate(const UspRecord__Record *rec, struct usp_decode_err *err
         return USP_EPROTO;
     }
     struct walk w;
-    walk_init(&w, true, err);
-    walk_msg(&w, &usp_record__record__descriptor, &rec->base, 0);
+    walk_run(&w, true, err, &usp_record__record__descriptor, &rec->base);
     if (w.found && err->discard)
         return USP_EPROTO;
     if (!rec->version || !rec->version[0]) {
@@ -335,8 +360,7 @@ int usp_msg_validate(const Usp__Msg *msg, struct usp_decode_err *err)
         return USP_EPROTO;
     }
     struct walk w;
-    walk_init(&w, false, err);
-    walk_msg(&w, &usp__msg__descriptor, &msg->base, 0);
+    walk_run(&w, false, err, &usp__msg__descriptor, &msg->base);
     if (!w.found)
         return 0;
     err->discard = msg->body->msg_body_case != USP__BODY__MSG_BODY_REQUEST;
