@@ -23,6 +23,7 @@
 #include "fleet.h"
 #include "opts.h"
 #include "usp/dm_schema.h"
+#include "mtp_opts.h"
 #include "usp/eid.h"
 #include "usp/profile.h"
 
@@ -42,15 +43,16 @@ struct agents_opts {
     const char *stats_json;
     const char *brokers[SIM_MAX_BROKERS];
     unsigned nbrokers;
+    const char *controllers[SIM_MAX_BROKERS];
+    unsigned ncontrollers;
+    struct sim_mtp_opts mtp;
     bool quiet;
 };
 
-static int set_broker(const struct sim_opt *o, void *ctx, const char *val, char *why,
-                      size_t whylen)
+/* --broker and --controller: comma-separated URLs, repeatable. */
+static int add_urls(const char **list, unsigned *n, const char *what, const char *val, char *why,
+                    size_t whylen)
 {
-    struct agents_opts *a = ctx;
-    if (!val)
-        return 0; /* no default */
     char *copy = strdup(val);
     if (!copy) {
         snprintf(why, whylen, "out of memory");
@@ -58,23 +60,29 @@ static int set_broker(const struct sim_opt *o, void *ctx, const char *val, char 
     }
     for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
-        if (a->nbrokers >= SIM_MAX_BROKERS) {
-            snprintf(why, whylen, "more than %d brokers", SIM_MAX_BROKERS);
+        if (*n >= SIM_MAX_BROKERS) {
+            snprintf(why, whylen, "more than %d %s", SIM_MAX_BROKERS, what);
             return -1;
         }
-        char err[200];
-        struct usp_mtp_url u;
-        if (usp_mtp_url_parse(tok, &u, err, sizeof err) != 0) {
-            snprintf(why, whylen, "'%s': %s", tok, err);
+        if (!sim_mtp_url_binding(tok, NULL, why, whylen))
             return -1;
-        }
-        if (strcmp(u.binding, "mqtt") || u.tls) {
-            snprintf(why, whylen, "'%s': only mqtt:// brokers are supported so far", tok);
-            return -1;
-        }
-        a->brokers[a->nbrokers++] = tok; /* `copy` lives until exit */
+        list[(*n)++] = tok; /* `copy` lives until exit */
     }
     return 0;
+}
+
+static int set_broker(const struct sim_opt *o, void *ctx, const char *val, char *why,
+                      size_t whylen)
+{
+    struct agents_opts *a = ctx;
+    return val ? add_urls(a->brokers, &a->nbrokers, "brokers", val, why, whylen) : 0;
+}
+
+static int set_controller(const struct sim_opt *o, void *ctx, const char *val, char *why,
+                          size_t whylen)
+{
+    struct agents_opts *a = ctx;
+    return val ? add_urls(a->controllers, &a->ncontrollers, "controllers", val, why, whylen) : 0;
 }
 
 static const struct sim_opt agent_opts[] = {
@@ -94,9 +102,35 @@ static const struct sim_opt agent_opts[] = {
      .help = "device profile: a file, or gateway, extender, iot", .set = sim_opt_set_str,
      .off = offsetof(struct agents_opts, profile)},
     {.name = "broker", .type = SIM_OPT_STRING, .metavar = "URL[,URL...]",
-     .help = "mqtt://host:port (repeatable; agents spread by index); default: an embedded "
-             "mosquitto",
+     .help = "mqtt(s):// or stomp(s):// broker (repeatable; agents spread by index); default: "
+             "an embedded mosquitto",
      .set = set_broker},
+    {.name = "controller", .type = SIM_OPT_STRING, .metavar = "URL[,URL...]",
+     .help = "ws(s)://, unix:PATH or coap(s):// of a controller that listens (agents connect)",
+     .set = set_controller},
+    {.name = "listen", .type = SIM_OPT_STRING, .metavar = "URL-TEMPLATE",
+     .help = "each agent accepts its controller here, e.g. ws://127.0.0.1:91{n:02}/usp",
+     .set = sim_opt_set_str, .off = offsetof(struct agents_opts, mtp.listen)},
+    {.name = "mtp", .type = SIM_OPT_STRING, .metavar = "mqtt|stomp|ws|uds|coap",
+     .help = "the binding (default: from the URLs' scheme, else mqtt)", .set = sim_opt_set_str,
+     .off = offsetof(struct agents_opts, mtp.mtp)},
+    {.name = "certs", .type = SIM_OPT_STRING, .metavar = "DIR",
+     .help = "TLS files made by `uspsim certs`: DIR/ca.pem, DIR/agents/{n}.pem and .key",
+     .set = sim_opt_set_str, .off = offsetof(struct agents_opts, mtp.certs)},
+    {.name = "ca", .type = SIM_OPT_STRING, .metavar = "FILE",
+     .help = "CA certificate(s) trusted for the broker or controller", .set = sim_opt_set_str,
+     .off = offsetof(struct agents_opts, mtp.ca)},
+    {.name = "cert", .type = SIM_OPT_STRING, .metavar = "TEMPLATE",
+     .help = "each agent's certificate ({n}, {n:0W}, {eid})", .set = sim_opt_set_str,
+     .off = offsetof(struct agents_opts, mtp.cert)},
+    {.name = "key", .type = SIM_OPT_STRING, .metavar = "TEMPLATE",
+     .help = "each agent's private key ({n}, {n:0W}, {eid})", .set = sim_opt_set_str,
+     .off = offsetof(struct agents_opts, mtp.key)},
+    {.name = "uds-tls", .type = SIM_OPT_FLAG, .help = "TLS on unix: connections (USP 1.4)",
+     .set = sim_opt_set_flag, .off = offsetof(struct agents_opts, mtp.uds_tls)},
+    {.name = "max-record", .type = SIM_OPT_UINT, .def = "0", .metavar = "BYTES",
+     .help = "largest USP Record sent or accepted (0: 4 MiB)", .set = sim_opt_set_uint,
+     .off = offsetof(struct agents_opts, mtp.max_record)},
     {.name = "mqtt-version", .type = SIM_OPT_STRING, .def = "5", .metavar = "5|3.1.1",
      .help = "MQTT protocol version", .set = sim_opt_set_str,
      .off = offsetof(struct agents_opts, mqtt_version)},
@@ -512,8 +546,9 @@ static int build_profile(const struct agents_opts *o, const char *path, const st
     fprintf(f, "Device.LocalAgent.Controller.1.EndpointID = \"%s\"\n", o->controller_id);
     fprintf(f, "Device.LocalAgent.Controller.1.MTP.1.MQTT.Topic = \"%s\"\n",
             o->controller_topic);
-    fprintf(f, "Device.LocalAgent.MTP.1.MQTT.ResponseTopicConfigured = \"%s\"\n",
-            o->agent_topic);
+    if (o->agent_topic)
+        fprintf(f, "Device.LocalAgent.MTP.1.MQTT.ResponseTopicConfigured = \"%s\"\n",
+                o->agent_topic);
     fprintf(f, "Device.MQTT.Client.1.KeepAliveTime = %lu\n", o->keepalive);
     fprintf(f, "Device.MQTT.Client.1.ProtocolVersion = \"%s\"\n",
             !strcmp(o->mqtt_version, "5") ? "5.0" : "3.1.1");
@@ -571,6 +606,40 @@ int sim_cmd_agents(int argc, char **argv)
     if (!usp_eid_valid(o.controller_id))
         return sim_opts_usage_error(&agents_spec, "--controller-id '%s' is not an Endpoint ID",
                                     o.controller_id);
+    struct sim_mtp_choice mc;
+    if (sim_mtp_choose(&o.mtp, o.brokers, o.nbrokers, o.controllers, o.ncontrollers,
+                       "--controller", true, &mc, why, sizeof why) != 0)
+        return sim_opts_usage_error(&agents_spec, "%s", why);
+    f->binding = mc.binding;
+    f->p2p = !mc.brokered;
+    f->listen = o.mtp.listen;
+    f->tls = mc.tls_cfg;
+    f->max_record = (uint32_t)o.mtp.max_record;
+    if (f->listen) {
+        char u1[512], u2[512];
+        if (sim_template_expand(f->listen, o.first_index, "x", u1, sizeof u1) != 0 ||
+            sim_template_expand(f->listen, o.first_index + o.count - 1, "x", u2, sizeof u2) != 0)
+            return sim_opts_usage_error(&agents_spec,
+                                        "--listen '%s': unknown field or too long (fields: {n}, "
+                                        "{n:0W}, {eid})",
+                                        f->listen);
+        if (o.count > 1 && !strcmp(u1, u2))
+            return sim_opts_usage_error(&agents_spec,
+                                        "--listen '%s' gives every agent the same URL: use {n} "
+                                        "(e.g. ws://127.0.0.1:91{n:02}/usp)",
+                                        f->listen);
+    }
+    /* STOMP: destinations a broker such as RabbitMQ accepts, unless given. */
+    static char ctl_dest[300];
+    bool stomp = !strcmp(mc.binding, "stomp");
+    if (stomp && !strcmp(o.agent_topic, "usp/agent/{eid}"))
+        o.agent_topic = NULL; /* the worker makes /queue/usp.agent.<eid> */
+    if (stomp && !strcmp(o.controller_topic, "usp/controller/uspsim-controller")) {
+        if (usp_mtp_stomp_dest(USP_MTP_CONTROLLER, o.controller_id, ctl_dest, sizeof ctl_dest))
+            return sim_opts_usage_error(&agents_spec, "--controller-id '%s': no STOMP "
+                                        "destination can be made from it", o.controller_id);
+        o.controller_topic = ctl_dest;
+    }
 
     f->count = o.count;
     f->first_index = o.first_index;
@@ -596,7 +665,7 @@ int sim_cmd_agents(int argc, char **argv)
         if (usp_eid_parse(eid, &pe, ewhy, sizeof ewhy))
             return sim_opts_usage_error(&agents_spec, "--endpoint-id gives '%s' for agent %" PRIu64
                                         ": %s", eid, ends[i], ewhy);
-        if (sim_template_expand(o.agent_topic, ends[i], eid, topic, sizeof topic))
+        if (o.agent_topic && sim_template_expand(o.agent_topic, ends[i], eid, topic, sizeof topic))
             return sim_opts_usage_error(&agents_spec,
                                         "--agent-topic '%s': unknown field or too long "
                                         "(fields: {n}, {n:0W}, {eid})",
@@ -650,7 +719,12 @@ int sim_cmd_agents(int argc, char **argv)
     if (f->workers > o.count)
         f->workers = (unsigned)o.count;
 
-    if (o.nbrokers == 0) {
+    if (f->p2p) {
+        for (unsigned i = 0; i < o.ncontrollers; i++)
+            f->brokers[f->nbrokers++] = o.controllers[i];
+        if (f->listen && f->nbrokers == 0)
+            f->brokers[f->nbrokers++] = f->listen; /* for the summary lines only */
+    } else if (o.nbrokers == 0) {
         /* Each mosquitto has the same open-files limit as we do. */
         unsigned long per_broker = nofile > BROKER_FD_RESERVE ? nofile - BROKER_FD_RESERVE : 1;
         unsigned long nb = (o.count + per_broker - 1) / per_broker;
@@ -739,8 +813,8 @@ int sim_cmd_agents(int argc, char **argv)
     if (f->max_connecting < 8)
         f->max_connecting = 8;
 
-    if (usp_mtp_register(&usp_mtp_mqtt_ops) != 0) {
-        fprintf(stderr, "uspsim agents: cannot initialise the MQTT binding\n");
+    if (sim_mtp_register_all(why, sizeof why) != 0) {
+        fprintf(stderr, "uspsim agents: %s\n", why);
         goto out;
     }
     r->tty = isatty(STDERR_FILENO);

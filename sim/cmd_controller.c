@@ -10,14 +10,20 @@
 #include "commands.h"
 #include "ctl.h"
 #include "fleet.h"
+#include "mtp_opts.h"
 #include "opts.h"
 #include "usp/eid.h"
 #include "usp/reqlang.h"
 
 #define MAX_EXECS 256
 
+#define MAX_AGENT_URLS 1024
+
 struct ctl_cli {
     const char *broker, *eid, *topic, *agent_topic, *mqtt_version, *timeout, *connect_timeout;
+    struct sim_mtp_opts mtp;
+    const char *agent_urls[MAX_AGENT_URLS];
+    unsigned nagent_urls;
     unsigned long qos;
     bool json, quiet, watch;
     /* controller */
@@ -29,6 +35,22 @@ struct ctl_cli {
     unsigned long count, first_index;
     bool count_given;
 };
+
+static int set_agent_url(const struct sim_opt *o, void *ctx, const char *val, char *why,
+                         size_t whylen)
+{
+    struct ctl_cli *c = ctx;
+    if (!val)
+        return 0;
+    if (c->nagent_urls >= MAX_AGENT_URLS) {
+        snprintf(why, whylen, "more than %d agent URLs", MAX_AGENT_URLS);
+        return -1;
+    }
+    if (!sim_mtp_url_binding(val, NULL, why, whylen))
+        return -1;
+    c->agent_urls[c->nagent_urls++] = val;
+    return 0;
+}
 
 static int set_exec(const struct sim_opt *o, void *ctx, const char *val, char *why, size_t whylen)
 {
@@ -56,9 +78,62 @@ static const struct sim_opt common_opts[] = {
     {.name = "broker",
      .type = SIM_OPT_STRING,
      .metavar = "URL",
-     .help = "mqtt://host:port of the broker (default: start an embedded mosquitto)",
+     .help = "mqtt(s):// or stomp(s):// broker (default: start an embedded mosquitto)",
      .set = sim_opt_set_str,
      .off = offsetof(struct ctl_cli, broker)},
+    {.name = "listen",
+     .type = SIM_OPT_STRING,
+     .metavar = "URL",
+     .help = "accept agents at ws(s)://ADDR:PORT/PATH, unix:PATH or coap(s)://",
+     .set = sim_opt_set_str,
+     .off = offsetof(struct ctl_cli, mtp.listen)},
+    {.name = "agent",
+     .type = SIM_OPT_STRING,
+     .metavar = "URL",
+     .help = "connect to an agent that listens (ws(s)://, unix:, coap(s)://; repeatable)",
+     .set = set_agent_url},
+    {.name = "mtp",
+     .type = SIM_OPT_STRING,
+     .metavar = "mqtt|stomp|ws|uds|coap",
+     .help = "the binding (default: from the URL's scheme, else mqtt)",
+     .set = sim_opt_set_str,
+     .off = offsetof(struct ctl_cli, mtp.mtp)},
+    {.name = "certs",
+     .type = SIM_OPT_STRING,
+     .metavar = "DIR",
+     .help = "TLS files made by `uspsim certs`: DIR/ca.pem, DIR/controller.pem and .key",
+     .set = sim_opt_set_str,
+     .off = offsetof(struct ctl_cli, mtp.certs)},
+    {.name = "ca",
+     .type = SIM_OPT_STRING,
+     .metavar = "FILE",
+     .help = "CA certificate(s) trusted for brokers and agents",
+     .set = sim_opt_set_str,
+     .off = offsetof(struct ctl_cli, mtp.ca)},
+    {.name = "cert",
+     .type = SIM_OPT_STRING,
+     .metavar = "FILE",
+     .help = "the controller's certificate",
+     .set = sim_opt_set_str,
+     .off = offsetof(struct ctl_cli, mtp.cert)},
+    {.name = "key",
+     .type = SIM_OPT_STRING,
+     .metavar = "FILE",
+     .help = "the controller's private key",
+     .set = sim_opt_set_str,
+     .off = offsetof(struct ctl_cli, mtp.key)},
+    {.name = "uds-tls",
+     .type = SIM_OPT_FLAG,
+     .help = "TLS on unix: sessions (USP 1.4)",
+     .set = sim_opt_set_flag,
+     .off = offsetof(struct ctl_cli, mtp.uds_tls)},
+    {.name = "max-record",
+     .type = SIM_OPT_UINT,
+     .def = "0",
+     .metavar = "BYTES",
+     .help = "largest USP Record sent or accepted (0: 4 MiB)",
+     .set = sim_opt_set_uint,
+     .off = offsetof(struct ctl_cli, mtp.max_record)},
     {.name = "endpoint-id",
      .type = SIM_OPT_STRING,
      .def = CTL_DEFAULT_EID,
@@ -320,18 +395,35 @@ static int common_conf(const struct sim_cmd_spec *spec, const struct ctl_cli *o,
     if (parse_duration(o->connect_timeout, &ct) != 0 || ct <= 0 || ct > 3600)
         return sim_opts_usage_error(spec, "--connect-timeout: '%s' is not a time up to an hour",
                                     o->connect_timeout);
-    if (o->broker) {
-        struct usp_mtp_url u;
-        if (usp_mtp_url_parse(o->broker, &u, why, sizeof why) != 0)
-            return sim_opts_usage_error(spec, "--broker '%s': %s", o->broker, why);
-        if (strcmp(u.binding, "mqtt") || u.tls)
-            return sim_opts_usage_error(spec, "--broker '%s': only mqtt:// is supported so far",
-                                        o->broker);
-    }
+    struct sim_mtp_choice mc;
+    char mwhy[400];
+    if (sim_mtp_choose(&o->mtp, o->broker ? &o->broker : NULL, o->broker ? 1u : 0u,
+                       o->agent_urls, o->nagent_urls, "--agent", false, &mc, mwhy,
+                       sizeof mwhy) != 0)
+        return sim_opts_usage_error(spec, "%s", mwhy);
     conf->broker = o->broker;
+    conf->binding = mc.binding;
+    conf->p2p = !mc.brokered;
+    conf->listen = o->mtp.listen;
+    conf->agent_urls = o->agent_urls;
+    conf->nagent_urls = o->nagent_urls;
+    conf->tls = mc.tls_cfg;
+    conf->max_record = (uint32_t)o->mtp.max_record;
     conf->eid = o->eid;
     conf->topic = o->topic;
     conf->agent_topic = o->agent_topic;
+    if (!strcmp(mc.binding, "stomp")) {
+        /* Destinations a broker such as RabbitMQ accepts, unless given. */
+        static char dest[300];
+        if (!strcmp(o->topic, CTL_DEFAULT_TOPIC)) {
+            if (usp_mtp_stomp_dest(USP_MTP_CONTROLLER, o->eid, dest, sizeof dest) != 0)
+                return sim_opts_usage_error(spec, "--endpoint-id '%s': no STOMP destination "
+                                            "can be made from it", o->eid);
+            conf->topic = dest;
+        }
+        if (!strcmp(o->agent_topic, CTL_DEFAULT_AGENT_TOPIC))
+            conf->agent_topic = NULL; /* /queue/usp.agent.<eid> */
+    }
     conf->mqtt_version = !strcmp(o->mqtt_version, "5") ? USP_MQTT_V5 : USP_MQTT_V311;
     conf->qos = (int)o->qos;
     conf->timeout_ms = (uint32_t)ceil(t * 1000);
@@ -346,6 +438,10 @@ static int broker_url(const struct ctl_conf *conf, struct sim_broker *b, const c
 {
     if (conf->broker) {
         *url = conf->broker;
+        return 0;
+    }
+    if (conf->p2p) {
+        *url = conf->listen ? conf->listen : conf->agent_urls[0];
         return 0;
     }
     char err[512];

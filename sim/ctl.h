@@ -40,9 +40,18 @@
 /* The options every controller mode shares (cmd_controller.c fills them). */
 struct ctl_conf {
     const char *broker;      /* NULL: start the embedded mosquitto */
+    /* The binding ("mqtt", "stomp", "ws", "uds", "coap"). Point-to-point
+     * ones either accept agents at `listen` or connect to `agent_urls`. */
+    const char *binding;
+    bool p2p;
+    const char *listen;
+    const char *const *agent_urls;
+    unsigned nagent_urls;
+    struct usp_mtp_tls_config tls;
+    uint32_t max_record; /* 0: the binding's default */
     const char *eid;         /* own Endpoint ID */
     const char *topic;       /* own topic */
-    const char *agent_topic; /* where an agent is reached before it says */
+    const char *agent_topic; /* where an agent is reached before it says (NULL: STOMP's) */
     enum usp_mqtt_version mqtt_version;
     int qos;
     uint32_t timeout_ms;         /* per request */
@@ -74,6 +83,7 @@ struct ctl_onboard {
 struct ctl_agent {
     char *eid;
     char *dest;                  /* topic it is reached at */
+    struct usp_mtp_conn *conn;   /* point to point: its session, NULL: none now */
     const char *versions;        /* its GSP answer (shared, see ctl_core.c); NULL: none */
     struct ctl_onboard *onboard; /* NULL: no OnBoardRequest */
     struct ctl_req *waiting;     /* requests held until the version is agreed */
@@ -174,7 +184,11 @@ struct sim_ctl {
     uv_loop_t *loop;
     struct usp_tw_uv tw;
     struct usp_mtp_ctx *mtp;
-    struct usp_mtp_conn *conn;
+    struct usp_mtp_conn *conn; /* the broker, or the first --agent URL */
+    struct usp_mtp_listener *listener;
+    struct usp_mtp_conn **xconns; /* further --agent URLs */
+    unsigned nxconns;
+    uint64_t tls_mismatch; /* records whose from_id the peer's certificate does not carry */
     struct usp_arena *rx_arena, *tx_arena;
     const char *url;
     char id_prefix[12]; /* msg_id = "<prefix>-<slot>-<gen>" */
@@ -286,5 +300,8 @@ int ctl_load_run(const struct ctl_conf *conf, const char *url, const struct ctl_
 /* Waits (running `loop`) until the connection is UP: 0, or -1 after
  * reporting why not (the broker refused or did not answer in time). */
 int ctl_wait_up(struct sim_ctl *c);
+/* Point to point: waits up to the connect timeout for agent `eid` to have a
+ * session (returns at once otherwise). 0, or -1 with a message printed. */
+int ctl_wait_agent(struct sim_ctl *c, const char *eid);
 
 #endif

@@ -27,6 +27,8 @@
 #include "usp/codec.h"
 #include "usp/errors.h"
 #include "usp/reqlang.h"
+#include "usp/tls.h"
+#include "mtp_opts.h"
 
 #define CLOSE_GRACE_MS 3000
 #define AGENTS_CAP0    1024
@@ -152,10 +154,15 @@ struct ctl_agent *ctl_agent_get(struct sim_ctl *c, const char *eid, bool create,
     char topic[512];
     /* Where it is reached until it says otherwise. A template with {n}
      * needs the index: without one the agent has no topic yet. */
-    if (sim_template_expand(c->conf->agent_topic, index == CTL_NO_INDEX ? 0 : index, eid, topic,
-                            sizeof topic) == 0 &&
-        (index != CTL_NO_INDEX || !strstr(c->conf->agent_topic, "{n")))
+    const char *tpl = c->conf->agent_topic;
+    if (!tpl) {
+        if (usp_mtp_stomp_dest(USP_MTP_AGENT, eid, topic, sizeof topic) == 0)
+            set_dest(a, topic);
+    } else if (sim_template_expand(tpl, index == CTL_NO_INDEX ? 0 : index, eid, topic,
+                                   sizeof topic) == 0 &&
+               (index != CTL_NO_INDEX || !strstr(tpl, "{n"))) {
         set_dest(a, topic);
+    }
     c->tab[k] = a;
     c->nagents++;
     return a;
@@ -379,8 +386,19 @@ static int send_record(struct sim_ctl *c, const char *dest, const char *to_eid, 
     int rc = usp_record_wrap_msg(c->tx_arena, &h, m, &buf, &len);
     if (rc)
         return rc;
+    struct usp_mtp_conn *conn = c->conn;
+    if (c->conf->p2p) {
+        /* Point to point: the agent's own session, else the only one. */
+        struct ctl_agent *a = ctl_agent_get(c, to_eid, false, CTL_NO_INDEX);
+        if (a && a->conn)
+            conn = a->conn;
+        else if (c->listener || c->nxconns)
+            conn = NULL;
+    }
+    if (!conn)
+        return USP_ENOENT;
     struct usp_mtp_dest d = {.to = dest};
-    rc = usp_mtp_send(c->conn, &d, buf, len);
+    rc = usp_mtp_send(conn, &d, buf, len);
     if (rc == 0)
         c->st.records_out++;
     if (sent_len)
@@ -393,6 +411,8 @@ static const char *send_why(int rc)
     switch (rc) {
     case USP_EPERM:
         return "not connected to the broker";
+    case USP_ENOENT:
+        return "the agent has no session with the controller (it has not connected)";
     case USP_ERANGE:
         return "the Record is larger than the broker connection allows";
     case USP_EINVAL:
@@ -727,8 +747,8 @@ static void on_response(struct sim_ctl *c, struct ctl_agent *a, const UspRecord_
  * counting need (header, msg_id, a body with its oneof set), skipping the
  * full walk of usp_msg_validate, whose cost is in naming the field at
  * fault. Anything else, or anything odd, takes the full path. */
-static bool lean_response(struct sim_ctl *c, const uint8_t *bytes, size_t len,
-                          const struct usp_mtp_rx *mrx)
+static bool lean_response(struct sim_ctl *c, struct usp_mtp_conn *conn, const uint8_t *bytes,
+                          size_t len, const struct usp_mtp_rx *mrx)
 {
     UspRecord__Record *rec;
     struct usp_decode_err err;
@@ -746,8 +766,8 @@ static bool lean_response(struct sim_ctl *c, const uint8_t *bytes, size_t len,
     if (!resp && !error)
         return false;
     struct ctl_agent *a = ctl_agent_get(c, rec->from_id, false, CTL_NO_INDEX);
-    if (!a)
-        return false;
+    if (!a || (c->conf->p2p && a->conn != conn))
+        return false; /* a new session or a certificate to check: the full path */
     a->last_seen_ms = uv_now(c->loop);
     const char *reply_to = mrx->reply_to.to;
     if (reply_to && reply_to[0] && !(a->flags & CA_TOPIC_SAID))
@@ -763,7 +783,7 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
     c->st.records_in++;
     usp_arena_reset(c->rx_arena);
     if (c->lean_rx) {
-        if (lean_response(c, bytes, len, mrx))
+        if (lean_response(c, conn, bytes, len, mrx))
             return;
         usp_arena_reset(c->rx_arena);
     }
@@ -785,6 +805,19 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
         return;
     }
     const UspRecord__Record *rec = rx.rec;
+    /* Over TLS point to point, the sender must be who its certificate
+     * says [R-SEC.0a]. */
+    const struct usp_tls_ids *ids = c->conf->p2p ? usp_mtp_peer_ids(conn) : NULL;
+    if (ids) {
+        char twhy[200];
+        if (usp_tls_ids_match(ids, rec->from_id, twhy, sizeof twhy) != 0) {
+            if (c->tls_mismatch++ == 0 && !c->conf->quiet)
+                fprintf(stderr, "uspsim controller: dropped a record from %s: %s\n",
+                        rec->from_id, twhy);
+            c->st.dropped++;
+            return;
+        }
+    }
     bool fresh = !ctl_agent_get(c, rec->from_id, false, CTL_NO_INDEX);
     struct ctl_agent *a = ctl_agent_get(c, rec->from_id, true, CTL_NO_INDEX);
     if (!a) {
@@ -792,6 +825,8 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
         return;
     }
     a->last_seen_ms = uv_now(c->loop);
+    if (c->conf->p2p)
+        a->conn = conn; /* its session: answers and requests go there */
     if (reply_to && reply_to[0] &&
         !(rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_MQTT_CONNECT)) {
         /* Its messages say where it listens; a topic it announced wins. */
@@ -821,6 +856,26 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
             c->on_event(c, &ev);
         }
         /* A new connection may be a new firmware: agree again. */
+        if (c->gsp_auto)
+            gsp_start(c, a);
+        return;
+    }
+    case USP_RECORD__RECORD__RECORD_TYPE_STOMP_CONNECT:
+    case USP_RECORD__RECORD__RECORD_TYPE_WEBSOCKET_CONNECT:
+    case USP_RECORD__RECORD__RECORD_TYPE_UDS_CONNECT: {
+        a->flags |= CA_CONNECTED;
+        const UspRecord__STOMPConnectRecord *st = rec->record_type_case ==
+                                                          USP_RECORD__RECORD__RECORD_TYPE_STOMP_CONNECT
+                                                      ? rec->stomp_connect
+                                                      : NULL;
+        if (st && st->subscribed_destination && st->subscribed_destination[0]) {
+            set_dest(a, st->subscribed_destination);
+            a->flags |= CA_TOPIC_SAID;
+        }
+        if (c->on_event) {
+            struct ctl_event ev = {.kind = CTL_EV_CONNECT, .agent = a, .rec = rec};
+            c->on_event(c, &ev);
+        }
         if (c->gsp_auto)
             gsp_start(c, a);
         return;
@@ -883,6 +938,57 @@ static void on_state(struct usp_mtp_conn *conn, const struct usp_mtp_event *ev, 
 }
 
 static const struct usp_mtp_callbacks ctl_cbs = {.state = on_state, .record = on_record};
+
+/* ---- Accepted sessions (--listen) --------------------------------------------- */
+
+static void forget_conn(struct sim_ctl *c, struct usp_mtp_conn *conn)
+{
+    const char *peer = usp_mtp_peer_eid(conn);
+    struct ctl_agent *a = peer ? ctl_agent_get(c, peer, false, CTL_NO_INDEX) : NULL;
+    if (a && a->conn == conn) {
+        a->conn = NULL;
+        return;
+    }
+    for (size_t i = 0; i < c->cap; i++) /* it spoke under another name */
+        if (c->tab[i] && c->tab[i]->conn == conn)
+            c->tab[i]->conn = NULL;
+}
+
+static void on_accepted_state(struct usp_mtp_conn *conn, const struct usp_mtp_event *ev,
+                              void *user)
+{
+    struct sim_ctl *c = user;
+    if (ev->state != USP_MTP_CLOSED)
+        return;
+    forget_conn(c, conn);
+    usp_mtp_conn_free(conn);
+}
+
+static const struct usp_mtp_callbacks accepted_cbs = {.state = on_accepted_state,
+                                                      .record = on_record};
+
+/* With TLS, an agent that names itself must be who its certificate says. */
+static int on_check(struct usp_mtp_listener *l, const struct usp_mtp_peer *peer, void *user)
+{
+    if (!peer->ids || !peer->eid)
+        return 0;
+    return usp_tls_ids_match(peer->ids, peer->eid, NULL, 0) == 0 ? 0 : -1;
+}
+
+static void on_accept(struct usp_mtp_listener *l, struct usp_mtp_conn *conn,
+                      const struct usp_mtp_peer *peer, void *user)
+{
+    struct sim_ctl *c = user;
+    usp_mtp_conn_set_callbacks(conn, &accepted_cbs, c);
+    if (!peer->eid)
+        return; /* known from its first record */
+    struct ctl_agent *a = ctl_agent_get(c, peer->eid, true, CTL_NO_INDEX);
+    if (a)
+        a->conn = conn;
+}
+
+static const struct usp_mtp_listener_callbacks listener_cbs = {.check = on_check,
+                                                               .accept = on_accept};
 
 static void mtp_log(void *user, enum usp_mtp_log_level level, const char *eid, const char *msg)
 {
@@ -947,30 +1053,58 @@ int ctl_init(struct sim_ctl *c, uv_loop_t *loop, const struct ctl_conf *conf, co
         snprintf(why, whylen, "out of memory");
         return -1;
     }
-    if (usp_mtp_register(&usp_mtp_mqtt_ops) != 0) {
-        snprintf(why, whylen, "cannot initialise the MQTT binding");
+    if (sim_mtp_register_all(why, whylen) != 0)
         return -1;
-    }
     struct usp_mtp_config cfg;
     usp_mtp_config_init(&cfg);
     cfg.role = USP_MTP_CONTROLLER;
     cfg.eid = conf->eid;
     cfg.url = url;
+    cfg.tls = conf->tls;
+    if (conf->max_record)
+        cfg.max_record = conf->max_record;
     cfg.mqtt.version = conf->mqtt_version;
     cfg.mqtt.topic = conf->topic;
     cfg.mqtt.qos = conf->qos;
+    cfg.stomp.destination = conf->topic;
     cfg.connect_timeout_ms = conf->connect_timeout_ms;
     /* A controller that lost its broker comes back quickly. */
     cfg.retry_time_s = 1;
     cfg.retry_max_s = 10;
     char cwhy[256];
-    if (usp_mtp_conn_new(c->mtp, &cfg, &ctl_cbs, c, &c->conn, cwhy, sizeof cwhy) != 0) {
-        snprintf(why, whylen, "%s", cwhy);
-        return -1;
+    if (conf->listen) {
+        cfg.url = conf->listen;
+        if (usp_mtp_listen(c->mtp, &cfg, &listener_cbs, c, &c->listener, cwhy, sizeof cwhy) != 0) {
+            snprintf(why, whylen, "--listen %s: %s", conf->listen, cwhy);
+            return -1;
+        }
+        c->up = c->ever_up = true;
+        if (!conf->quiet)
+            fprintf(stderr, "uspsim controller: listening at %s (agents: --controller %s)\n",
+                    conf->listen, conf->listen);
+        return 0;
     }
-    if (usp_mtp_open(c->conn) != 0) {
-        snprintf(why, whylen, "cannot open the connection to %s", url);
-        return -1;
+    if (conf->nagent_urls > 1) {
+        c->xconns = calloc(conf->nagent_urls - 1, sizeof *c->xconns);
+        if (!c->xconns) {
+            snprintf(why, whylen, "out of memory");
+            return -1;
+        }
+    }
+    for (unsigned i = 0; i < (conf->nagent_urls ? conf->nagent_urls : 1); i++) {
+        struct usp_mtp_conn **slot = i == 0 ? &c->conn : &c->xconns[i - 1];
+        if (conf->nagent_urls)
+            cfg.url = conf->agent_urls[i];
+        if (usp_mtp_conn_new(c->mtp, &cfg, &ctl_cbs, c, slot, cwhy, sizeof cwhy) != 0) {
+            snprintf(why, whylen, "%s: %s", cfg.url, cwhy);
+            return -1;
+        }
+        if (i > 0)
+            c->nxconns = i;
+        if (usp_mtp_open(*slot) != 0) {
+            snprintf(why, whylen, "cannot open the connection to %s", cfg.url);
+            return -1;
+        }
     }
     return 0;
 }
@@ -1017,16 +1151,62 @@ int ctl_wait_up(struct sim_ctl *c)
     return -1;
 }
 
+static const char *waited_eid;
+
+static bool agent_has_session(const struct sim_ctl *c)
+{
+    struct ctl_agent *a = ctl_agent_get((struct sim_ctl *)c, waited_eid, false, CTL_NO_INDEX);
+    return a && a->conn;
+}
+
+int ctl_wait_agent(struct sim_ctl *c, const char *eid)
+{
+    if (!c->listener && c->nxconns == 0)
+        return 0;
+    waited_eid = eid;
+    run_until(c, agent_has_session, c->conf->connect_timeout_ms);
+    if (agent_has_session(c))
+        return 0;
+    fprintf(stderr, "uspsim controller: agent %s did not connect within %.1f s\n", eid,
+            (double)c->conf->connect_timeout_ms / 1000.0);
+    return -1;
+}
+
 static bool is_closed(const struct sim_ctl *c)
 {
     return c->closed;
 }
 
+static bool sessions_closed(const struct sim_ctl *c)
+{
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->tab[i] && c->tab[i]->conn)
+            return false;
+    return true;
+}
+
 void ctl_close(struct sim_ctl *c)
 {
-    if (!c->conn || c->closing)
+    if (c->closing)
+        return;
+    if (c->listener) {
+        /* Accepted sessions close with a DisconnectRecord each. */
+        c->closing = true;
+        bool any = false;
+        for (size_t i = 0; i < c->cap; i++)
+            if (c->tab[i] && c->tab[i]->conn &&
+                usp_mtp_close(c->tab[i]->conn, 0, "controller shutting down") == 0)
+                any = true;
+        if (any)
+            run_until(c, sessions_closed, CLOSE_GRACE_MS);
+        return;
+    }
+    if (!c->conn)
         return;
     c->closing = true;
+    for (unsigned i = 0; i < c->nxconns; i++)
+        if (c->xconns[i])
+            usp_mtp_close(c->xconns[i], 0, NULL);
     if (usp_mtp_close(c->conn, 0, NULL) == 0)
         run_until(c, is_closed, CLOSE_GRACE_MS);
 }
@@ -1035,6 +1215,18 @@ void ctl_cleanup(struct sim_ctl *c)
 {
     usp_mtp_conn_free(c->conn);
     c->conn = NULL;
+    for (unsigned i = 0; i < c->nxconns; i++)
+        usp_mtp_conn_free(c->xconns[i]);
+    free(c->xconns);
+    c->xconns = NULL;
+    c->nxconns = 0;
+    for (size_t i = 0; i < c->cap; i++)
+        if (c->tab && c->tab[i] && c->tab[i]->conn && c->listener) {
+            usp_mtp_conn_free(c->tab[i]->conn);
+            c->tab[i]->conn = NULL;
+        }
+    usp_mtp_listener_close(c->listener);
+    c->listener = NULL;
     if (c->mtp)
         usp_mtp_ctx_free(c->mtp);
     c->mtp = NULL;

@@ -736,6 +736,9 @@ int ctl_shell_run(const struct ctl_conf *conf, const char *url, const char *to,
     s->ctl.gsp_auto = true;
     if (ctl_wait_up(&s->ctl) != 0)
         goto out_ctl;
+    /* Accepting agents: requests given up front wait for their agent. */
+    if (nexecs > 0 && s->target[0] && ctl_wait_agent(&s->ctl, s->target) != 0)
+        goto out_ctl;
     if (s->in == IN_TTY) {
         printf("uspsim controller %s at %s, topic %s; help lists the commands\n", conf->eid, url,
                conf->topic);

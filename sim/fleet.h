@@ -35,6 +35,16 @@ struct sim_fleet {
     uint32_t max_connecting; /* per worker */
     uint64_t t0_ns;          /* uv_hrtime() when the fleet started (monotonic, shared) */
     const struct usp_dm_model *model;
+    /* The MTP: "mqtt" and "stomp" reach brokers[]; "ws", "uds" and "coap"
+     * are point to point (p2p): brokers[] then holds the controller's
+     * URL(s), or, with `listen`, every agent accepts the controller itself
+     * at that URL template ({n}, {n:0W}, {eid}). */
+    const char *binding;
+    bool p2p;
+    const char *listen;
+    /* TLS files; cert_file and key_file are templates ({n}, {n:0W}, {eid}). */
+    struct usp_mtp_tls_config tls;
+    uint32_t max_record; /* 0: the binding's default */
 };
 
 /* Counters a worker reports (summed by the parent). Written to a pipe as one

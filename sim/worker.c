@@ -77,6 +77,9 @@ struct sim_worker {
     struct usp_notifier *notifier;
     struct usp_arena *arena;
     struct sim_agent *agents;
+    /* Agents that accept their controller (f->listen): one listener each,
+     * in an array of its own so other runs pay nothing for it. */
+    struct usp_mtp_listener **listeners;
     uint64_t first, n, next_start;
     uint64_t t0;
     double rate; /* agents per second for this worker, 0: all at once */
@@ -407,7 +410,8 @@ static void on_record(struct usp_mtp_conn *c, const uint8_t *bytes, size_t len,
         w->st.dropped++;
         return;
     }
-    const char *dest = mrx->reply_to.to;
+    /* Point-to-point bindings answer on the connection itself. */
+    const char *dest = mrx->reply_to.to ? mrx->reply_to.to : (w->f->p2p ? "" : NULL);
     if (rx.action == USP_RX_DROP) {
         w->st.dropped++;
         return;
@@ -524,10 +528,145 @@ static const struct usp_mtp_callbacks agent_cbs = {.state = on_state, .record = 
  * Device.MQTT.Client.1 for the broker, keep alive and client ID,
  * Device.LocalAgent.MTP.1.MQTT for its own topic and Controller.1 for the
  * controller it reports to. Unset values fall back to the command line. */
+static int agent_connect_other(struct sim_agent *ag, bool boot);
+
+/* The agent's TLS files: the fleet's templates expanded for it. */
+static int agent_tls(struct sim_agent *ag, struct usp_mtp_config *cfg, char *cert, char *key,
+                     size_t len)
+{
+    const struct sim_fleet *f = ag->w->f;
+    cfg->tls = f->tls;
+    if (!f->tls.cert_file)
+        return 0;
+    uint64_t idx = ag->dm.index;
+    if (sim_template_expand(f->tls.cert_file, idx, ag->eid, cert, len) != 0 ||
+        sim_template_expand(f->tls.key_file, idx, ag->eid, key, len) != 0) {
+        fprintf(stderr, "uspsim agents: %s: certificate file name too long\n", ag->eid);
+        return -1;
+    }
+    cfg->tls.cert_file = cert;
+    cfg->tls.key_file = key;
+    return 0;
+}
+
+/* Settings of every binding but MQTT come from the command line: the
+ * broker (STOMP) or the controller's URL (point to point), the agent's own
+ * destination, keep-alive as heart-beats or pings. */
+static void other_cfg(struct sim_agent *ag, struct usp_mtp_config *cfg, char *dest, size_t dlen,
+                      char *ctl_eid, size_t clen)
+{
+    const struct sim_fleet *f = ag->w->f;
+    uint64_t idx = ag->dm.index;
+    usp_mtp_config_init(cfg);
+    cfg->role = USP_MTP_AGENT;
+    cfg->eid = ag->eid;
+    cfg->keepalive_s = f->keepalive;
+    if (f->max_record)
+        cfg->max_record = f->max_record;
+    dm_read(&ag->dm, "Device.LocalAgent.Controller.1.", "EndpointID", ctl_eid, clen);
+    cfg->peer_eid = ctl_eid[0] ? ctl_eid : f->controller_id;
+    if (!strcmp(f->binding, "stomp")) {
+        if (f->agent_topic ? sim_template_expand(f->agent_topic, idx, ag->eid, dest, dlen) != 0
+                           : usp_mtp_stomp_dest(USP_MTP_AGENT, ag->eid, dest, dlen) != 0)
+            dest[0] = 0;
+        cfg->stomp.destination = dest;
+        cfg->stomp.enable_heartbeats = f->keepalive > 0;
+        cfg->stomp.outgoing_heartbeat_ms = cfg->stomp.incoming_heartbeat_ms = f->keepalive * 1000;
+        cfg->keepalive_s = 0;
+        cfg->peer_dest = f->controller_topic;
+    }
+}
+
+static int agent_connect_other(struct sim_agent *ag, bool boot)
+{
+    struct sim_worker *w = ag->w;
+    const struct sim_fleet *f = w->f;
+    struct usp_mtp_config cfg;
+    char dest[256], ctl_eid[256], cert[512], key[512];
+    other_cfg(ag, &cfg, dest, sizeof dest, ctl_eid, sizeof ctl_eid);
+    cfg.url = f->brokers[ag->dm.index % f->nbrokers];
+    if (f->p2p)
+        cfg.peer_dest = cfg.url;
+    if (strcmp(f->binding, "uds") != 0)
+        cfg.bind_address = f->nbind ? f->bind_addrs[ag->dm.index % f->nbind] : NULL;
+    if (agent_tls(ag, &cfg, cert, key, sizeof cert) != 0)
+        return USP_EINVAL;
+    char why[256];
+    int rc = usp_mtp_conn_new(w->mtp, &cfg, &agent_cbs, ag, &ag->conn, why, sizeof why);
+    if (rc) {
+        fprintf(stderr, "uspsim agents: %s: %s\n", ag->eid, why);
+        return rc;
+    }
+    if (boot)
+        ag->flags |= AG_BOOT_DUE;
+    return usp_mtp_open(ag->conn);
+}
+
+/* ---- Agents that accept their controller (--listen) ------------------------- */
+
+static void on_accepted_state(struct usp_mtp_conn *c, const struct usp_mtp_event *ev, void *user)
+{
+    struct sim_agent *ag = user;
+    if (ag->conn != c) {
+        /* replaced by a newer session: it only has to go */
+        if (ev->state == USP_MTP_CLOSED)
+            usp_mtp_conn_free(c);
+        return;
+    }
+    on_state(c, ev, user);
+    /* on_state let a restart's close go already (ag->conn NULL then) */
+    if (ev->state == USP_MTP_CLOSED && !ag->w->stopping && ag->conn == c) {
+        usp_mtp_conn_free(c);
+        ag->conn = NULL;
+    }
+}
+
+static const struct usp_mtp_callbacks accepted_cbs = {.state = on_accepted_state,
+                                                      .record = on_record};
+
+static void on_accept(struct usp_mtp_listener *l, struct usp_mtp_conn *c,
+                      const struct usp_mtp_peer *peer, void *user)
+{
+    struct sim_agent *ag = user;
+    if (ag->conn) {
+        usp_mtp_close(ag->conn, 0, "a newer session from the controller");
+    }
+    ag->conn = c;
+    usp_mtp_conn_set_callbacks(c, &accepted_cbs, ag);
+}
+
+static const struct usp_mtp_listener_callbacks agent_listener_cbs = {.accept = on_accept};
+
+static int agent_listen(struct sim_agent *ag, uint64_t slot)
+{
+    struct sim_worker *w = ag->w;
+    const struct sim_fleet *f = w->f;
+    struct usp_mtp_config cfg;
+    char dest[256], ctl_eid[256], url[512], cert[512], key[512];
+    other_cfg(ag, &cfg, dest, sizeof dest, ctl_eid, sizeof ctl_eid);
+    if (sim_template_expand(f->listen, ag->dm.index, ag->eid, url, sizeof url) != 0)
+        return USP_EINVAL;
+    cfg.url = url;
+    if (agent_tls(ag, &cfg, cert, key, sizeof cert) != 0)
+        return USP_EINVAL;
+    char why[256];
+    int rc = usp_mtp_listen(w->mtp, &cfg, &agent_listener_cbs, ag, &w->listeners[slot], why,
+                            sizeof why);
+    if (rc) {
+        fprintf(stderr, "uspsim agents: %s: --listen %s: %s\n", ag->eid, url, why);
+        return rc;
+    }
+    /* Boot! goes to the controller once it has connected. */
+    ag->flags |= AG_BOOT_DUE;
+    return 0;
+}
+
 static int agent_connect(struct sim_agent *ag, bool boot)
 {
     struct sim_worker *w = ag->w;
     const struct sim_fleet *f = w->f;
+    if (strcmp(f->binding, "mqtt") != 0)
+        return agent_connect_other(ag, boot);
     const struct usp_dm_agent *dm = &ag->dm;
     uint64_t idx = dm->index;
     const char *cl = "Device.MQTT.Client.1.";
@@ -569,6 +708,9 @@ static int agent_connect(struct sim_agent *ag, bool boot)
     cfg.mqtt.topic = topic;
     cfg.mqtt.client_id = client_id[0] ? client_id : NULL;
     cfg.mqtt.qos = f->qos;
+    char cert[512], key[512];
+    if (agent_tls(ag, &cfg, cert, key, sizeof cert) != 0)
+        return USP_EINVAL;
     char why[256];
     int rc = usp_mtp_conn_new(w->mtp, &cfg, &agent_cbs, ag, &ag->conn, why, sizeof why);
     if (rc) {
@@ -606,6 +748,14 @@ static bool broker_changed(const struct usp_dm_agent *dm, const char *host)
 static void reconnect_now(struct sim_agent *ag)
 {
     struct sim_restart *r = ag->restart;
+    if (ag->w->f->listen) {
+        /* It accepts its controller: Boot! goes once the controller is back. */
+        if (!(r && r->reconnect_only))
+            ag->flags |= AG_BOOT_DUE;
+        ag->restart = NULL;
+        free(r);
+        return;
+    }
     if (r && r->reconnect_only) {
         ag->restart = NULL;
         free(r);
@@ -627,6 +777,8 @@ static int agent_start(struct sim_worker *w, struct sim_agent *ag, uint64_t inde
     usp_dm_agent_init(&ag->dm, w->f->model, index, ag->eid, (int64_t)time(NULL));
     ag->flags |= AG_STARTED;
     w->st.started++;
+    if (w->f->listen)
+        return agent_listen(ag, (uint64_t)(ag - w->agents));
     return agent_connect(ag, true);
 }
 
@@ -725,6 +877,10 @@ static void finish(struct sim_worker *w)
         usp_notify_agent_cleanup(w->notifier, &ag->na);
         usp_mtp_conn_free(ag->conn);
         ag->conn = NULL;
+        if (w->listeners) {
+            usp_mtp_listener_close(w->listeners[i]);
+            w->listeners[i] = NULL;
+        }
     }
     write_stats(w, true);
     uv_stop(&w->loop);
@@ -803,6 +959,8 @@ int sim_worker_main(const struct sim_fleet *f, unsigned worker, uint64_t first, 
     w->agents = calloc(n ? n : 1, sizeof *w->agents);
     if (!w->mtp || !w->arena || !w->agents)
         goto out_loop;
+    if (f->listen && !(w->listeners = calloc(n ? n : 1, sizeof *w->listeners)))
+        goto out_loop;
     w->env = (struct usp_agent_env){
         .ctx = w,
         .now = env_now,
@@ -852,6 +1010,7 @@ out_loop:
     uv_run(&w->loop, UV_RUN_DEFAULT);
     usp_arena_free(w->arena);
     free(w->agents);
+    free(w->listeners);
     uv_loop_close(&w->loop);
 out_free:
     free(w);
