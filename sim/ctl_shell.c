@@ -129,7 +129,7 @@ static void cmd_agents(struct shell *s, const char *glob)
     qsort(col.v, col.n, sizeof *col.v, cmp_agents);
     uint64_t now = uv_now(&s->loop);
     printf("%-32s %-12s %-4s %-5s %-6s %-9s %s\n", "AGENT", "STATE", "USP", "BOOTS", "NOTIFS",
-           "LAST SEEN", "TOPIC");
+           "LAST SEEN", c->conf->p2p ? "SESSION" : "TOPIC");
     for (size_t i = 0; i < col.n; i++) {
         struct ctl_agent *a = col.v[i];
         char ago[32];
@@ -139,7 +139,7 @@ static void cmd_agents(struct shell *s, const char *glob)
         printf("%-32s %-12s %-4s %-5" PRIu32 " %-6" PRIu32 " %-9s %s\n", a->eid, state,
                ctl_version_str(a->minor), a->boots, a->notifs,
                a->last_seen_ms ? ctl_ago(now - a->last_seen_ms, ago, sizeof ago) : "-",
-               a->dest ? a->dest : "-");
+               c->conf->p2p ? (a->conn ? "up" : "none") : a->dest ? a->dest : "-");
         if (a->boots && a->boot_cause[0])
             printf("  last Boot! cause %s\n", a->boot_cause);
         if (a->versions)
@@ -594,9 +594,23 @@ static void on_event(struct sim_ctl *c, const struct ctl_event *ev)
         break;
     case CTL_EV_CONNECT:
         out_begin(s);
-        printf("[%s] connected, MQTT %s, topic %s\n", ev->agent->eid,
-               ev->agent->flags & CA_MQTT311 ? "3.1.1" : "5",
-               ev->agent->dest ? ev->agent->dest : "-");
+        switch (ev->rec->record_type_case) {
+        case USP_RECORD__RECORD__RECORD_TYPE_MQTT_CONNECT:
+            printf("[%s] connected, MQTT %s, topic %s\n", ev->agent->eid,
+                   ev->agent->flags & CA_MQTT311 ? "3.1.1" : "5",
+                   ev->agent->dest ? ev->agent->dest : "-");
+            break;
+        case USP_RECORD__RECORD__RECORD_TYPE_STOMP_CONNECT:
+            printf("[%s] connected, STOMP, destination %s\n", ev->agent->eid,
+                   ev->agent->dest ? ev->agent->dest : "-");
+            break;
+        case USP_RECORD__RECORD__RECORD_TYPE_WEBSOCKET_CONNECT:
+            printf("[%s] connected, WebSocket\n", ev->agent->eid);
+            break;
+        default:
+            printf("[%s] connected, UNIX domain socket\n", ev->agent->eid);
+            break;
+        }
         out_end(s);
         break;
     case CTL_EV_DISCONNECT:

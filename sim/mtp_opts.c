@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fleet.h"
 #include "mtp_opts.h"
 
 static const char *const bindings[] = {"mqtt", "stomp", "ws", "uds", "coap"};
@@ -64,6 +65,19 @@ int sim_mtp_choose(const struct sim_mtp_opts *o, const char *const *brokers, uns
     } lists[3] = {{"--broker", brokers, nbrokers},
                   {peer_word, peers, npeers},
                   {"--listen", o->listen ? &o->listen : NULL, o->listen ? 1u : 0u}};
+    /* An agents' --listen is a template: check what it makes for {n} = 1. */
+    char sample[600];
+    const char *listen_url = o->listen;
+    if (o->listen && strchr(o->listen, '{')) {
+        if (sim_template_expand(o->listen, 1, "proto::x", sample, sizeof sample) != 0) {
+            snprintf(why, whylen,
+                     "--listen '%s': unknown field or too long (fields: {n}, {n:0W}, {eid})",
+                     o->listen);
+            return -1;
+        }
+        listen_url = sample;
+    }
+    lists[2].v = o->listen ? &listen_url : NULL;
     bool any_tls = false;
     for (int l = 0; l < 3; l++)
         for (unsigned i = 0; i < lists[l].n; i++) {

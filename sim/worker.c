@@ -647,6 +647,8 @@ static int agent_listen(struct sim_agent *ag, uint64_t slot)
     if (sim_template_expand(f->listen, ag->dm.index, ag->eid, url, sizeof url) != 0)
         return USP_EINVAL;
     cfg.url = url;
+    /* The controller names itself when it connects. */
+    cfg.peer_eid = cfg.peer_dest = NULL;
     if (agent_tls(ag, &cfg, cert, key, sizeof cert) != 0)
         return USP_EINVAL;
     char why[256];
