@@ -24,6 +24,9 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +132,15 @@ struct mqtt_conn {
     uint8_t phase, poll_state, poll_events, version, role, qos, qos_eff;
     uint8_t lost_reason, close_reason, busy;
     bool host_is_name, reply_owned, has_slot, lost, closing, dead, finalizing, api;
+    /* mqtts:// (see "TLS" below): the context's shared client SSL_CTX
+     * (borrowed from mtp__tls_ctx), the own certificate and key loaded
+     * into each SSL, and why the last handshake failed. */
+    SSL_CTX *ssl_ctx;
+    const char *cert_file, *key_file;
+    unsigned long tls_err; /* OpenSSL's first error of a failed handshake */
+    int tls_verify;        /* X509_V_* of a failed verification */
+    uint8_t tls_fail;      /* enum tls_fail */
+    bool tls, tls_hs, ww_stale, rd_wants_write;
 };
 
 #define CONN(c) ((struct mqtt_conn *)(c))
@@ -145,6 +157,7 @@ static void fire_close_timeout(struct usp_tw_entry *t, uint64_t now_ms);
 static void enter(struct mqtt_conn *m)
 {
     m->busy++;
+    m->ww_stale = false; /* this frame may queue packets: see rearm_poll */
 }
 
 /* Ends a frame; the outermost one settles. The caller must not touch `m`
@@ -199,7 +212,16 @@ static void rearm_poll(struct mqtt_conn *m)
 {
     if (m->poll_state != POLL_ACTIVE || !m->mosq)
         return;
-    int ev = UV_READABLE | (mosquitto_want_write(m->mosq) ? UV_WRITABLE : 0);
+    bool ww;
+    if (m->tls_hs) {
+        /* Our handshake: what OpenSSL waits for, not mosquitto_want_write,
+         * which stays true for the queued CONNECT (see "TLS"). */
+        SSL *ssl = mosquitto_ssl_get(m->mosq);
+        ww = ssl && SSL_want_write(ssl);
+    } else {
+        ww = (mosquitto_want_write(m->mosq) && !m->ww_stale) || m->rd_wants_write;
+    }
+    int ev = UV_READABLE | (ww ? UV_WRITABLE : 0);
     if (ev == m->poll_events)
         return;
     if (uv_poll_start(&m->poll, ev, on_poll) == 0)
@@ -268,6 +290,189 @@ static const char *mqtt_reason_text(const struct mqtt_conn *m, int code)
                                      : mosquitto_connack_string(code);
 }
 
+/* ---- TLS (mqtts://) ----------------------------------------------------------
+ *
+ * libmosquitto gets the context's client SSL_CTX (mtp__tls_ctx: TLS 1.2+,
+ * the broker's certificate verified against the CA file only, R-MTP.1)
+ * through MOSQ_OPT_SSL_CTX, shared by every connection of the context and
+ * up-referenced by each libmosquitto object. MOSQ_OPT_SSL_CTX_WITH_DEFAULTS
+ * must be turned off: 2.0.11 enables it in mosquitto_new, and with it
+ * refuses a context given without mosquitto_tls_set (and would otherwise
+ * load the CA file again per object). The context holds no certificate:
+ * each SSL gets the agent's own one (usp_tls_use_files), and the URL's host
+ * to check the broker's certificate against (usp_tls_expect_host, R-MTP.4
+ * step 3), from the context's info callback at the start of the handshake,
+ * which runs inside mosquitto_connect_bind_async's first SSL_connect, before
+ * the ClientHello is built. `tls_conn` names the connection whose call is
+ * running, so the shared callback touches only that connection's SSL.
+ *
+ * The handshake is driven here, not by libmosquitto: 2.0.11 continues it
+ * only from mosquitto_loop_read (mosquitto_loop_write does nothing while it
+ * runs), reports its failures without a reason (and closes the socket behind
+ * the poll handle), takes a connection reset for "try again", and keeps
+ * mosquitto_want_write true for the queued CONNECT, which would make a
+ * poll for writing spin while OpenSSL waits to read. So while `tls_hs` the
+ * binding calls SSL_do_handshake itself, polls for what OpenSSL wants, and
+ * keeps the failure (verify result or OpenSSL error) for the DOWN detail;
+ * once done, one mosquitto_loop_read lets libmosquitto see the finished
+ * handshake (its SSL_connect returns 1) and mosquitto_loop_write sends the
+ * CONNECT.
+ *
+ * Afterwards libmosquitto's `want_write` flag is set by an SSL_read or
+ * SSL_write that would block on writing and cleared only by the next
+ * SSL_write: with nothing left to send it stays set and a poll for writing
+ * would spin. A writable socket after which mosquitto_loop_write left
+ * OpenSSL not waiting to write, yet mosquitto_want_write still true, is
+ * such a stale flag (`ww_stale`): not polled for until the connection next
+ * does something. An SSL_read that must write (`rd_wants_write`, e.g. a
+ * TLS 1.2 renegotiation) is retried from mosquitto_loop_read when the socket
+ * can take it. */
+enum tls_fail {
+    TLS_OK,
+    TLS_FAIL_SSL,      /* OpenSSL failed: tls_err, tls_verify */
+    TLS_FAIL_CLOSED,   /* the broker closed the connection in the handshake */
+    TLS_FAIL_OWN_CERT, /* our certificate or key could not be loaded */
+};
+
+static _Thread_local struct mqtt_conn *tls_conn;
+
+static void describe_tls(const struct mqtt_conn *m, int code, char *buf, size_t n)
+{
+    int w = snprintf(buf, n, "TLS handshake with %s port %u failed: ", m->host, m->port);
+    size_t used = w < 0 ? 0 : (size_t)w;
+    if (used >= n)
+        return;
+    buf += used;
+    n -= used;
+    if (m->tls_fail == TLS_FAIL_OWN_CERT) {
+        snprintf(buf, n, "cannot load our certificate %s or key %s", m->cert_file, m->key_file);
+    } else if (m->tls_fail == TLS_FAIL_CLOSED) {
+        snprintf(buf, n, "%s", code ? strerror(code) : "the broker closed the connection");
+    } else if (m->tls_verify != X509_V_OK) {
+        snprintf(buf, n, "the broker's certificate did not verify: %s",
+                 X509_verify_cert_error_string(m->tls_verify));
+    } else {
+        const char *r = m->tls_err ? ERR_reason_error_string(m->tls_err) : NULL;
+        snprintf(buf, n, "%s%s", r ? r : "TLS error",
+                 r && strstr(r, "alert") ? " (sent by the broker: did it refuse our certificate?)"
+                                         : "");
+    }
+}
+
+/* A verify callback that fails: the handshake must not go on unchecked. */
+static int refuse_peer(int ok, X509_STORE_CTX *x)
+{
+    X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
+/* The verify callback of our SSLs: keeps why the broker's certificate
+ * failed, since libmosquitto may free the SSL before we can ask. */
+static int keep_verify(int ok, X509_STORE_CTX *x)
+{
+    struct mqtt_conn *m = tls_conn;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    if (!ok && m && m->mosq && ssl && mosquitto_ssl_get(m->mosq) == ssl &&
+        m->tls_verify == X509_V_OK)
+        m->tls_verify = X509_STORE_CTX_get_error(x);
+    return ok;
+}
+
+/* libmosquitto's log while connecting over TLS: it takes OpenSSL's errors
+ * off the queue to log them ("OpenSSL Error[0]: error:0A000418:..."), e.g.
+ * for the alert of a broker that refused our certificate after a TLS 1.3
+ * handshake; the first one is kept for the DOWN detail. Not set once UP:
+ * libmosquitto formats every line for a log callback. */
+static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+    struct mqtt_conn *m = obj;
+    const char *e;
+    if (m->tls_err == 0 && strncmp(str, "OpenSSL Error[", 14) == 0 &&
+        (e = strstr(str, "error:")) != NULL)
+        m->tls_err = strtoul(e + 6, NULL, 16);
+}
+
+/* The context's info callback: per-connection set-up at the start of each
+ * handshake of the connection named by tls_conn. */
+static void tls_info(const SSL *cssl, int where, int ret)
+{
+    struct mqtt_conn *m = tls_conn;
+    if (!(where & SSL_CB_HANDSHAKE_START) || !m || !m->mosq || mosquitto_ssl_get(m->mosq) != cssl)
+        return;
+    SSL *ssl = (SSL *)cssl; /* OpenSSL passes its own SSL as const */
+    /* Idle sessions keep no read and write buffers (about 34 KB each). */
+    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    if (usp_tls_expect_host(ssl, m->host) != 0)
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, refuse_peer); /* no name to check: refuse */
+    else
+        SSL_set_verify(ssl, SSL_get_verify_mode(ssl), keep_verify);
+    /* libmosquitto names the numeric address it connects to in SNI; an
+     * address is no server name (RFC 6066 section 3). */
+    if (!m->host_is_name)
+        SSL_set_tlsext_host_name(ssl, NULL);
+    char why[200];
+    if (usp_tls_use_files(ssl, m->cert_file, m->key_file, why, sizeof why) != 0) {
+        m->tls_fail = TLS_FAIL_OWN_CERT;
+        mtp__log(m->base.ctx, USP_MTP_LOG_ERROR, m->eid, "MQTT %s:%u: %s", m->host, m->port, why);
+    }
+}
+
+/* One step of our handshake (see above). */
+static void tls_step(struct mqtt_conn *m)
+{
+    SSL *ssl = mosquitto_ssl_get(m->mosq);
+    if (!ssl) {
+        lost(m, USP_MTP_R_INTERNAL, -3);
+        return;
+    }
+    struct mqtt_conn *outer = tls_conn;
+    tls_conn = m;
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(ssl);
+    int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+    int sys = errno;
+    tls_conn = outer;
+    switch (err) {
+    case SSL_ERROR_NONE: {
+        m->tls_hs = false;
+        int rc = mosquitto_loop_read(m->mosq, 1); /* libmosquitto's SSL_connect: 1 */
+        if (rc == MOSQ_ERR_SUCCESS && !m->lost && m->mosq)
+            rc = mosquitto_loop_write(m->mosq, 1); /* the CONNECT */
+        if (rc != MOSQ_ERR_SUCCESS && !m->lost)
+            lost(m, USP_MTP_R_CONNECT, rc == MOSQ_ERR_ERRNO ? errno : ECONNRESET);
+        return;
+    }
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return;
+    case SSL_ERROR_SYSCALL: {
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        getsockopt(mosquitto_socket(m->mosq), SOL_SOCKET, SO_ERROR, &soerr, &len);
+        if (soerr && sys != ECONNRESET && sys != EPIPE) {
+            /* The TCP connection itself failed (refused, unreachable). */
+            lost(m, USP_MTP_R_CONNECT, soerr);
+            return;
+        }
+        if (!m->tls_fail)
+            m->tls_fail = TLS_FAIL_CLOSED;
+        lost(m, USP_MTP_R_CONNECT, soerr ? soerr : sys);
+        return;
+    }
+    default:
+        if (!m->tls_fail)
+            m->tls_fail = TLS_FAIL_SSL;
+        if (m->tls_verify == X509_V_OK)
+            m->tls_verify = (int)SSL_get_verify_result(ssl);
+        if (!m->tls_err)
+            m->tls_err = ERR_peek_error();
+        ERR_clear_error();
+        lost(m, USP_MTP_R_CONNECT, EPROTO);
+        return;
+    }
+}
+
 static void describe_loss(const struct mqtt_conn *m, enum usp_mtp_reason r, int code, char *buf,
                           size_t n)
 {
@@ -276,8 +481,19 @@ static void describe_loss(const struct mqtt_conn *m, enum usp_mtp_reason r, int 
         snprintf(buf, n, "cannot resolve %s: %s", m->host, uv_strerror(code));
         break;
     case USP_MTP_R_CONNECT:
-        snprintf(buf, n, "cannot connect to %s port %u: %s", m->host, m->port,
-                 code ? strerror(code) : "connection failed");
+        if (m->tls_fail)
+            describe_tls(m, code, buf, n);
+        else if (m->tls && code != ECONNREFUSED && code != EHOSTUNREACH && code != ENETUNREACH &&
+                 code != ETIMEDOUT)
+            /* TCP was up: the TLS set-up ended it, and the broker's alert
+             * (TLS 1.3 sends it after our side is done) did not reach us. */
+            snprintf(buf, n,
+                     "TLS handshake with %s port %u failed: the connection ended during or "
+                     "right after the handshake (%s): did the broker refuse our certificate?",
+                     m->host, m->port, code ? strerror(code) : "closed");
+        else
+            snprintf(buf, n, "cannot connect to %s port %u: %s", m->host, m->port,
+                     code ? strerror(code) : "connection failed");
         break;
     case USP_MTP_R_TIMEOUT:
         snprintf(buf, n, "no MQTT session with %s port %u within %u ms", m->host, m->port,
@@ -378,6 +594,7 @@ static void api_enter(struct mqtt_conn *m)
     if (m->busy == 0)
         m->api = true;
     m->busy++;
+    m->ww_stale = false;
 }
 
 static void api_leave(struct mqtt_conn *m)
@@ -629,6 +846,8 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, 
     free_subs(m);
     m->phase = P_UP;
     m->attempt = 0;
+    if (m->tls)
+        mosquitto_log_callback_set(m->mosq, NULL);
     if (m->has_slot) {
         m->has_slot = false;
         mtp__connect_slot_give(m->base.ctx);
@@ -734,7 +953,13 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
     int code = rc;
     if (r == USP_MTP_R_CONNECT)
         code = rc == MOSQ_ERR_ERRNO ? errno : ECONNRESET;
-    else if (r == USP_MTP_R_CLOSED || r == USP_MTP_R_NO_TOPIC)
+    if (r == USP_MTP_R_CONNECT && m->tls && (m->tls_err || m->tls_verify != X509_V_OK)) {
+        /* After our side of a TLS 1.3 handshake the broker may still
+         * refuse our certificate: its alert comes with the first read. */
+        if (!m->tls_fail)
+            m->tls_fail = TLS_FAIL_SSL;
+        code = EPROTO;
+    } else if (r == USP_MTP_R_CLOSED || r == USP_MTP_R_NO_TOPIC)
         code = 0;
     lost(m, r, code);
 }
@@ -755,6 +980,13 @@ static int make_mosq(struct mqtt_conn *m)
     mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION,
                          m->version == USP_MQTT_V5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
     mosquitto_int_option(m->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+    if (m->tls) {
+        /* See "TLS": our context as it is, without libmosquitto's defaults. */
+        if (mosquitto_int_option(m->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS ||
+            mosquitto_void_option(m->mosq, MOSQ_OPT_SSL_CTX, m->ssl_ctx) != MOSQ_ERR_SUCCESS)
+            return USP_EIO;
+        mosquitto_log_callback_set(m->mosq, on_log);
+    }
     if (m->user && mosquitto_username_pw_set(m->mosq, m->user, m->password) != MOSQ_ERR_SUCCESS)
         return USP_ENOMEM;
     mosquitto_connect_v5_callback_set(m->mosq, on_connect);
@@ -794,15 +1026,34 @@ static void connect_to(struct mqtt_conn *m, const char *addr)
         return;
     }
     m->qos_eff = m->qos;
+    m->tls_fail = TLS_OK;
+    m->tls_err = 0;
+    m->tls_verify = X509_V_OK;
+    m->tls_hs = m->rd_wants_write = m->ww_stale = false;
+    struct mqtt_conn *outer = tls_conn;
+    tls_conn = m; /* the first SSL_connect runs inside (see "TLS") */
     hook_flags = HOOK_NO_PAIR | (m->bind ? HOOK_BIND_NO_PORT : 0);
     errno = 0;
+    ERR_clear_error();
     rc = mosquitto_connect_bind_async(m->mosq, addr, m->port, m->keepalive, m->bind);
     int err = errno;
     hook_flags = 0;
+    tls_conn = outer;
+    if (rc == MOSQ_ERR_TLS) {
+        /* The handshake failed at once; libmosquitto freed the SSL. */
+        if (!m->tls_fail)
+            m->tls_fail = TLS_FAIL_SSL;
+        if (!m->tls_err)
+            m->tls_err = ERR_peek_error();
+        ERR_clear_error();
+        lost(m, USP_MTP_R_CONNECT, EPROTO);
+        return;
+    }
     if (rc != MOSQ_ERR_SUCCESS) {
         lost(m, USP_MTP_R_CONNECT, rc == MOSQ_ERR_ERRNO ? err : 0);
         return;
     }
+    m->tls_hs = m->tls;
     int fd = mosquitto_socket(m->mosq);
     if (fd < 0 || uv_poll_init_socket(m->base.ctx->loop, &m->poll, fd) != 0) {
         lost(m, USP_MTP_R_INTERNAL, fd < 0 ? -1 : -2);
@@ -918,7 +1169,11 @@ static void on_poll(uv_poll_t *p, int status, int events)
         return;
     enter(m);
     int rc;
-    if (status < 0) {
+    if (m->tls_hs) {
+        if (status < 0)
+            m->poll_events = 0; /* libuv stopped the handle */
+        tls_step(m);
+    } else if (status < 0) {
         /* POLLERR: libuv stopped the handle; let libmosquitto find out. */
         m->poll_events = 0;
         rc = mosquitto_loop_read(m->mosq, 1);
@@ -930,15 +1185,25 @@ static void on_poll(uv_poll_t *p, int status, int events)
                  m->phase == P_CONNECTING ? err : rc);
         }
     } else {
-        if (events & UV_READABLE) {
+        bool rd = (events & UV_READABLE) || ((events & UV_WRITABLE) && m->rd_wants_write);
+        if (rd) {
             rc = mosquitto_loop_read(m->mosq, 1);
             if (rc != MOSQ_ERR_SUCCESS && !m->lost)
                 lost(m, USP_MTP_R_LOST, rc);
+            if (m->tls && m->mosq && !m->lost) {
+                SSL *ssl = mosquitto_ssl_get(m->mosq);
+                m->rd_wants_write = ssl && SSL_want_write(ssl);
+            }
         }
         if ((events & UV_WRITABLE) && !m->lost && !m->dead && m->mosq) {
             rc = mosquitto_loop_write(m->mosq, 1);
             if (rc != MOSQ_ERR_SUCCESS && !m->lost)
                 lost(m, USP_MTP_R_LOST, rc);
+            if (m->tls && m->mosq && !m->lost) {
+                /* See "TLS": a stale want_write, nothing to send. */
+                SSL *ssl = mosquitto_ssl_get(m->mosq);
+                m->ww_stale = ssl && !SSL_want_write(ssl) && mosquitto_want_write(m->mosq);
+            }
         }
     }
     leave(m);
@@ -1083,9 +1348,6 @@ static int mq_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
                        size_t whylen)
 {
     const struct usp_mtp_mqtt_config *q = &cfg->mqtt;
-    if (url->tls)
-        return mtp__fail(why, whylen, USP_EPERM,
-                         "mqtts:// (TLS) is not supported by the MQTT binding yet");
     if (q->version != USP_MQTT_V5 && q->version != USP_MQTT_V311)
         return mtp__fail(why, whylen, USP_EINVAL, "MQTT version %d is neither 5 nor 4 (3.1.1)",
                          (int)q->version);
@@ -1104,6 +1366,24 @@ static int mq_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
         return mtp__fail(why, whylen, USP_EINVAL,
                          "MQTT 3.1.1 needs a topic: the broker cannot give one");
 
+    SSL_CTX *ssl_ctx = NULL;
+    if (url->tls) {
+        /* One client context per CA file and context (mtp__tls_ctx); the
+         * own certificate goes into each SSL (see "TLS"). Checked here
+         * once, so that a wrong file is an error now, not a DOWN later. */
+        int rc = mtp__tls_ctx(ctx, USP_TLS_CLIENT, cfg->tls.flags & USP_TLS_NO_TIME_CHECK,
+                              cfg->tls.ca_file, NULL, NULL, &ssl_ctx, why, whylen);
+        if (rc)
+            return rc;
+        SSL *probe = SSL_new(ssl_ctx);
+        if (!probe)
+            return mtp__fail(why, whylen, USP_ENOMEM, "out of memory");
+        rc = usp_tls_use_files(probe, cfg->tls.cert_file, cfg->tls.key_file, why, whylen);
+        SSL_free(probe);
+        if (rc)
+            return rc;
+        SSL_CTX_set_info_callback(ssl_ctx, tls_info);
+    }
     const char *user = q->username ? q->username : url->has_user ? url->user : NULL;
     const char *pass = q->username ? q->password : url->has_password ? url->password : NULL;
     const char *strs[] = {cfg->eid,
@@ -1115,7 +1395,9 @@ static int mq_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
                           cfg->bind_address,
                           cfg->peer_eid,
                           cfg->peer_dest,
-                          cfg->usp_version};
+                          cfg->usp_version,
+                          url->tls ? cfg->tls.cert_file : NULL,
+                          url->tls ? cfg->tls.key_file : NULL};
     size_t total = sizeof(struct mqtt_conn);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (strs[i])
@@ -1134,6 +1416,12 @@ static int mq_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
     m->peer_eid = cfg->peer_eid ? put_str(&pos, cfg->peer_eid) : NULL;
     m->peer_dest = cfg->peer_dest ? put_str(&pos, cfg->peer_dest) : NULL;
     m->usp_version = cfg->usp_version ? put_str(&pos, cfg->usp_version) : NULL;
+    if (url->tls) {
+        m->tls = true;
+        m->ssl_ctx = ssl_ctx;
+        m->cert_file = put_str(&pos, cfg->tls.cert_file);
+        m->key_file = put_str(&pos, cfg->tls.key_file);
+    }
     m->host_is_name = url->host_kind == USP_MTP_HOST_NAME;
     m->port = url->port;
     m->keepalive = (uint16_t)cfg->keepalive_s;

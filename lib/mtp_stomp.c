@@ -15,8 +15,20 @@
  * close) arrives.
  *
  * Bytes in and out go through two functions only, feed() and
- * wire_write(): TLS (stomps://) will sit there, an SSL object with memory
- * BIOs between the socket and the parser, without touching the rest.
+ * wire_write(): TLS (stomps://) sits there, a tls_stream (OpenSSL on a BIO
+ * of our own, tls_stream_int.h) between the socket and the parser. With
+ * stomps:// the client verifies the broker's certificate against
+ * cfg->tls.ca_file and the URL's host [R-MTP.1, R-MTP.4], and sends its
+ * own certificate (cfg->tls.cert_file/key_file, set per connection on a
+ * context shared by every connection with that CA). The STOMP frame
+ * follows once the TLS handshake is done; login and passcode are sent when
+ * configured, and with a client certificate and no username configured
+ * none are sent [R-STOMP.3]. A certificate that does not verify, or a
+ * broker that refuses ours, is DOWN with reason refused and the TLS reason
+ * in the detail (code -9, USP_EPERM: the broker's certificate did not
+ * verify; -4, USP_EPROTO: the TLS session failed, e.g. an alert from the
+ * broker). Costs: OpenSSL's session on top of the connection, about 25 KB
+ * once up (its record buffers are released between records).
  *
  * Memory: a connection is one allocation (the struct, its uv_tcp_t and its
  * configuration strings). Nothing else stays allocated while it is idle:
@@ -41,6 +53,7 @@
 #include <sys/socket.h>
 
 #include "mtp_int.h"
+#include "tls_stream_int.h"
 #include "usp/arena.h"
 #include "usp/codec.h"
 #include "usp/stomp.h"
@@ -64,6 +77,7 @@ enum phase {
     P_WAIT_SLOT,   /* waiting for a connect slot of the context */
     P_RESOLVING,   /* uv_getaddrinfo */
     P_CONNECTING,  /* TCP connect */
+    P_TLS,         /* TLS handshake (stomps://) */
     P_STOMP,       /* STOMP frame sent, waiting for CONNECTED */
     P_SUBSCRIBING, /* SUBSCRIBE sent, waiting for its RECEIPT */
     P_UP,
@@ -80,6 +94,7 @@ struct stomp_conn {
     struct usp_tw_entry timer; /* the one deadline of the current phase */
     struct mtp_waiter wait;    /* for a connect slot */
     uv_getaddrinfo_t *gai;
+    struct tls_stream *tls; /* stomps://, per attempt */
     struct usp_stomp_parser parser;
     struct usp_stomp_limits lim;
     char *dest;                /* destination in use: cfg_dest, or the server's (dest_owned) */
@@ -90,6 +105,8 @@ struct stomp_conn {
     /* Configuration, all in the allocation after the struct. */
     const char *eid, *host, *vhost, *login, *passcode, *cfg_dest, *bind;
     const char *peer_eid, *peer_dest, *usp_version;
+    const char *ca, *cert, *key; /* stomps:// */
+    unsigned tls_flags;
     uint32_t max_record, connect_timeout_ms, close_timeout_ms;
     uint32_t retry_time_s, retry_mult, retry_max_s, hb_out, hb_in;
     uint32_t attempt; /* failed attempts since the last UP */
@@ -97,6 +114,7 @@ struct stomp_conn {
     uint16_t port;
     uint8_t phase, tcp_state, role, lost_reason, close_reason, busy;
     bool host_is_name, hb_enabled, dest_owned, has_slot, lost, closing, dead, finalizing, api;
+    bool use_tls, tls_failed;
 };
 
 #define CONN(c) ((struct stomp_conn *)(c))
@@ -207,6 +225,8 @@ static void drop_session(struct stomp_conn *m)
         uv_cancel((uv_req_t *)m->gai);
         m->gai = NULL;
     }
+    tls_stream__free(m->tls);
+    m->tls = NULL;
     usp_stomp_parser_reset(&m->parser);
     drop_dest(m);
     m->hb_tx_idle = m->hb_rx_timeout = 0;
@@ -250,7 +270,11 @@ static void describe_loss(const struct stomp_conn *m, enum usp_mtp_reason r, int
                  m->connect_timeout_ms);
         break;
     case USP_MTP_R_REFUSED:
-        snprintf(buf, n, "the server refused the session: %s", e ? e : "no reason given");
+        if (m->tls_failed)
+            snprintf(buf, n, "TLS with %s port %u failed: %s", m->host, m->port,
+                     e ? e : "no reason given");
+        else
+            snprintf(buf, n, "the server refused the session: %s", e ? e : "no reason given");
         break;
     case USP_MTP_R_SUBSCRIBE:
         snprintf(buf, n, "the server refused the subscription: %s", e ? e : "no reason given");
@@ -318,6 +342,7 @@ static void teardown(struct stomp_conn *m)
     describe_loss(m, r, code, detail, sizeof detail);
     free(m->err_text);
     m->err_text = NULL;
+    m->tls_failed = false;
     if (m->closing) {
         m->phase = P_CLOSED;
         mtp__log(ctx, USP_MTP_LOG_INFO, m->eid, "STOMP %s:%u: %s", m->host, m->port, detail);
@@ -405,7 +430,7 @@ static void on_written(uv_write_t *req, int status)
  * write request (libuv keeps the order). 0, USP_EIO (no socket, or the
  * server does not read: nothing was written), USP_ENOMEM. A failure after
  * part of a frame went out loses the connection. */
-static int wire_write(struct stomp_conn *m, const uv_buf_t *b, unsigned n)
+static int raw_write(struct stomp_conn *m, const uv_buf_t *b, unsigned n)
 {
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
@@ -449,6 +474,42 @@ static int wire_write(struct stomp_conn *m, const uv_buf_t *b, unsigned n)
     }
     m->out_queued += o;
     return 0;
+}
+
+/* Writes what TLS has for the socket. */
+static int tls_flush(struct stomp_conn *m)
+{
+    const uint8_t *p;
+    size_t n = tls_stream__out(m->tls, &p);
+    if (!n)
+        return 0;
+    uv_buf_t b = uv_buf_init((char *)(uintptr_t)p, (unsigned)n);
+    int rc = raw_write(m, &b, 1);
+    tls_stream__out_clear(m->tls);
+    return rc;
+}
+
+/* Every byte to the server goes through here: encrypted with stomps://. */
+static int wire_write(struct stomp_conn *m, const uv_buf_t *b, unsigned n)
+{
+    if (!m->tls)
+        return raw_write(m, b, n);
+    if (m->tcp_state != H_OPEN || m->lost)
+        return USP_EIO;
+    if (m->out_queued && m->out_queued > (size_t)m->max_record + OUT_QUEUE_SLACK)
+        return USP_EIO;
+    for (unsigned i = 0; i < n; i++) {
+        int rc = tls_stream__write(m->tls, (const uint8_t *)b[i].base, b[i].len);
+        if (rc) {
+            tls_stream__out_clear(m->tls);
+            if (rc != USP_ENOMEM) {
+                set_err(m, "TLS: %s", tls_stream__why(m->tls));
+                lost(m, USP_MTP_R_LOST, USP_EPROTO);
+            }
+            return rc == USP_ENOMEM ? rc : USP_EIO;
+        }
+    }
+    return tls_flush(m);
 }
 
 /* A frame without a body: `hdr` in order. */
@@ -856,8 +917,8 @@ static void on_frame(struct stomp_conn *m, const struct usp_stomp_frame *f)
     }
 }
 
-/* Every byte from the server goes through here. */
-static void feed(struct stomp_conn *m, const uint8_t *d, size_t len)
+/* Every plaintext byte from the server goes through here. */
+static void feed_plain(struct stomp_conn *m, const uint8_t *d, size_t len)
 {
     struct usp_stomp_frame f;
     int rc = 0;
@@ -880,6 +941,79 @@ static void feed(struct stomp_conn *m, const uint8_t *d, size_t len)
     /* Give back the copy of a frame that spanned reads. */
     if (!m->lost && !m->dead)
         (void)usp_stomp_parse(&m->parser, NULL, 0, NULL, &f);
+}
+
+/* Plaintext taken out of TLS at a time (one TLS record at most). */
+#define PLAIN_SIZE 16384
+
+/* Every byte from the socket goes through here. */
+static void feed(struct stomp_conn *m, const uint8_t *d, size_t len)
+{
+    if (!m->tls) {
+        feed_plain(m, d, len);
+        return;
+    }
+    uint8_t plain[PLAIN_SIZE];
+    tls_stream__feed(m->tls, d, len);
+    while (!m->lost && !m->dead) {
+        int r = tls_stream__read(m->tls, plain, sizeof plain);
+        if (tls_flush(m) != 0 && !m->lost)
+            lost(m, USP_MTP_R_INTERNAL, USP_ENOMEM);
+        if (m->lost || m->dead)
+            break;
+        if (r < 0) {
+            bool before = m->phase == P_TLS || m->phase == P_STOMP;
+            set_err(m, "%s", tls_stream__why(m->tls));
+            if (r == USP_ENOMEM)
+                lost(m, USP_MTP_R_INTERNAL, r);
+            else if (r == USP_EIO)
+                lost(m, m->phase == P_CLOSING ? m->close_reason : USP_MTP_R_LOST, 0);
+            else if (before) {
+                /* The broker's certificate, or the broker refusing ours. */
+                m->tls_failed = true;
+                lost(m, USP_MTP_R_REFUSED, r == USP_EPERM ? USP_EPERM : USP_EPROTO);
+            } else {
+                lost(m, USP_MTP_R_LOST, USP_EPROTO);
+            }
+            break;
+        }
+        if (m->phase == P_TLS && tls_stream__up(m->tls)) {
+            m->phase = P_STOMP;
+            int rc = send_connect(m);
+            if (rc && !m->lost)
+                lost(m, USP_MTP_R_INTERNAL, rc);
+            if (m->lost)
+                break;
+        }
+        if (r == 0)
+            break;
+        feed_plain(m, plain, (size_t)r);
+    }
+    if (m->tls)
+        tls_stream__feed(m->tls, NULL, 0);
+}
+
+/* TLS over the new TCP connection: the ClientHello. */
+static int tls_begin(struct stomp_conn *m)
+{
+    SSL_CTX *sc = NULL;
+    char why[300];
+    int rc = mtp__tls_ctx(m->base.ctx, USP_TLS_CLIENT, m->tls_flags, m->ca, NULL, NULL, &sc, why,
+                          sizeof why);
+    if (rc == 0)
+        rc = tls_stream__new(sc, USP_TLS_CLIENT, m->host, m->cert, m->key, &m->tls, why,
+                             sizeof why);
+    if (rc) {
+        set_err(m, "TLS: %s", why);
+        return rc;
+    }
+    m->phase = P_TLS;
+    rc = tls_stream__start(m->tls);
+    if (rc == 0)
+        rc = tls_flush(m);
+    if (rc && !m->err_text)
+        set_err(m, "TLS: %s", tls_stream__why(m->tls));
+    return rc;
 }
 
 /* ---- Socket callbacks --------------------------------------------------------- */
@@ -930,7 +1064,7 @@ static void on_connect(uv_connect_t *req, int status)
         } else {
             m->phase = P_STOMP;
             m->last_rx = now_ms(m);
-            rc = send_connect(m);
+            rc = m->use_tls ? tls_begin(m) : send_connect(m);
             if (rc && !m->lost)
                 lost(m, USP_MTP_R_INTERNAL, rc);
         }
@@ -1193,9 +1327,7 @@ static int st_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
                        size_t whylen)
 {
     const struct usp_mtp_stomp_config *s = &cfg->stomp;
-    if (url->tls)
-        return mtp__fail(why, whylen, USP_EPERM,
-                         "stomps:// (TLS) is not supported by the STOMP binding yet");
+    bool tls = url->tls;
     const char *user = s->username ? s->username : url->has_user ? url->user : NULL;
     const char *pass = s->username     ? (s->password ? s->password : "")
                        : url->has_user ? (url->has_password ? url->password : "")
@@ -1225,9 +1357,19 @@ static int st_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
                          "the peer destination \"%.80s\" cannot go into a STOMP frame",
                          cfg->peer_dest);
 
-    const char *strs[] = {
-        cfg->eid, url->host,         vhost,         user,           pass,
-        dest,     cfg->bind_address, cfg->peer_eid, cfg->peer_dest, cfg->usp_version};
+    const char *strs[] = {cfg->eid,
+                          url->host,
+                          vhost,
+                          user,
+                          pass,
+                          dest,
+                          cfg->bind_address,
+                          cfg->peer_eid,
+                          cfg->peer_dest,
+                          cfg->usp_version,
+                          tls ? cfg->tls.ca_file : NULL,
+                          tls ? cfg->tls.cert_file : NULL,
+                          tls ? cfg->tls.key_file : NULL};
     size_t total = sizeof(struct stomp_conn);
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (strs[i])
@@ -1246,6 +1388,14 @@ static int st_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
     m->peer_eid = cfg->peer_eid ? put_str(&pos, cfg->peer_eid) : NULL;
     m->peer_dest = cfg->peer_dest ? put_str(&pos, cfg->peer_dest) : NULL;
     m->usp_version = cfg->usp_version ? put_str(&pos, cfg->usp_version) : NULL;
+    if (tls) {
+        /* mtp__tls_config_check has made sure all three are there. */
+        m->ca = put_str(&pos, cfg->tls.ca_file);
+        m->cert = put_str(&pos, cfg->tls.cert_file);
+        m->key = put_str(&pos, cfg->tls.key_file);
+        m->tls_flags = cfg->tls.flags;
+        m->use_tls = true;
+    }
     m->host_is_name = url->host_kind == USP_MTP_HOST_NAME;
     m->port = url->port;
     m->max_record = cfg->max_record;

@@ -46,6 +46,8 @@ struct agents_opts {
     const char *controllers[SIM_MAX_BROKERS];
     unsigned ncontrollers;
     struct sim_mtp_opts mtp;
+    const char *e2e_mode, *e2e_fault;
+    unsigned long e2e_max_record;
     bool quiet;
 };
 
@@ -165,6 +167,15 @@ static const struct sim_opt agent_opts[] = {
     {.name = "stats-json", .type = SIM_OPT_STRING, .metavar = "FILE",
      .help = "write the counters as JSON lines every second", .set = sim_opt_set_str,
      .off = offsetof(struct agents_opts, stats_json)},
+    {.name = "e2e", .type = SIM_OPT_STRING, .def = "Forbid", .metavar = "MODE[,Param=Value...]",
+     .help = "E2E SessionMode (Require, Allow, Forbid: answers 7106) and E2ESession parameters",
+     .set = sim_opt_set_str, .off = offsetof(struct agents_opts, e2e_mode)},
+    {.name = "e2e-max-record", .type = SIM_OPT_UINT, .def = "0", .metavar = "BYTES",
+     .help = "E2E MaxUSPRecordSize: segment larger Messages (0: never)",
+     .set = sim_opt_set_uint, .off = offsetof(struct agents_opts, e2e_max_record)},
+    {.name = "e2e-fault", .type = SIM_OPT_STRING, .metavar = "drop=N,swap=M",
+     .help = "test fault: a worker drops its Nth segment Record, sends its Mth after the next",
+     .set = sim_opt_set_str, .off = offsetof(struct agents_opts, e2e_fault)},
     {.name = "quiet", .type = SIM_OPT_FLAG, .help = "no live progress",
      .set = sim_opt_set_flag, .off = offsetof(struct agents_opts, quiet)},
     {.name = NULL},
@@ -347,6 +358,10 @@ static void sum_stats(const struct run *r, struct sim_stats *s)
         s->drops += w->drops;
         s->mem_kb += w->mem_kb;
         s->cpu_ms += w->cpu_ms;
+        s->e2e_sessions += w->e2e_sessions;
+        s->e2e_retransmitted += w->e2e_retransmitted;
+        s->e2e_reassembled += w->e2e_reassembled;
+        s->e2e_segmented += w->e2e_segmented;
     }
 }
 
@@ -394,12 +409,15 @@ static void progress(struct run *r)
                 ",\"notifs_pending\":%" PRIu64 ",\"notifs_acked\":%" PRIu64
                 ",\"boots_sent\":%" PRIu64 ",\"errors_sent\":%" PRIu64 ",\"dropped\":%" PRIu64
                 ",\"connection_drops\":%" PRIu64 ",\"pss_kb\":%" PRIu64 ",\"cpu_ms\":%" PRIu64
-                ",\"up_done_ms\":%" PRIu64 ",\"boot_done_ms\":%" PRIu64 "}\n",
+                ",\"up_done_ms\":%" PRIu64 ",\"boot_done_ms\":%" PRIu64
+                ",\"e2e_sessions\":%" PRIu64 ",\"e2e_retransmitted\":%" PRIu64
+                ",\"e2e_reassembled\":%" PRIu64 ",\"e2e_segmented\":%" PRIu64 "}\n",
                 t, s.agents, s.started, s.connected, s.reconnecting, s.msgs_in, s.msgs_out,
                 r->rate_in, r->rate_out, s.requests, s.notifs_sent, s.notifs_retry,
                 s.notifs_pending, s.notifs_acked, s.boots_sent, s.errors_sent, s.dropped, s.drops,
                 s.mem_kb, s.cpu_ms, r->connected_all_s >= 0 ? (uint64_t)(r->connected_all_s * 1000) : 0,
-                r->ramp_done_s >= 0 ? (uint64_t)(r->ramp_done_s * 1000) : 0);
+                r->ramp_done_s >= 0 ? (uint64_t)(r->ramp_done_s * 1000) : 0, s.e2e_sessions,
+                s.e2e_retransmitted, s.e2e_reassembled, s.e2e_segmented);
         fflush(r->json);
     }
     if (!r->tty || r->quiet)
@@ -549,6 +567,15 @@ static int build_profile(const struct agents_opts *o, const char *path, const st
     if (o->agent_topic)
         fprintf(f, "Device.LocalAgent.MTP.1.MQTT.ResponseTopicConfigured = \"%s\"\n",
                 o->agent_topic);
+    fprintf(f, "Device.LocalAgent.Controller.1.E2ESession.SessionMode = \"%s\"\n",
+            fl->e2e.mode == USP_E2E_REQUIRE ? "Require"
+            : fl->e2e.mode == USP_E2E_ALLOW ? "Allow"
+                                            : "Forbid");
+    /* TR-181 allows 0 or 512 and more; smaller test values stay out of
+     * the data model (the sessions use them all the same). */
+    if (fl->e2e.max_record_size == 0 || fl->e2e.max_record_size >= 512)
+        fprintf(f, "Device.LocalAgent.Controller.1.E2ESession.MaxUSPRecordSize = %lu\n",
+                (unsigned long)fl->e2e.max_record_size);
     fprintf(f, "Device.MQTT.Client.1.KeepAliveTime = %lu\n", o->keepalive);
     fprintf(f, "Device.MQTT.Client.1.ProtocolVersion = \"%s\"\n",
             !strcmp(o->mqtt_version, "5") ? "5.0" : "3.1.1");
@@ -564,6 +591,44 @@ static int build_profile(const struct agents_opts *o, const char *path, const st
         fprintf(stderr, "uspsim agents: %s\n", err.text);
     free(text);
     return rc ? -1 : 0;
+}
+
+/* --e2e, --e2e-max-record and --e2e-fault into the fleet's E2E settings. */
+static int parse_e2e(const struct agents_opts *o, struct sim_fleet *f, char *why, size_t whylen)
+{
+    if (sim_e2e_parse(o->e2e_mode, o->e2e_max_record, &f->e2e, why, whylen) != 0)
+        return -1;
+    f->e2e_drop_nth = f->e2e_swap_nth = 0;
+    if (!o->e2e_fault)
+        return 0;
+    char *copy = strdup(o->e2e_fault);
+    if (!copy) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok && !rc;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '='), *e;
+        unsigned long n = eq ? strtoul(eq + 1, &e, 10) : 0;
+        if (!eq || e == eq + 1 || *e || n == 0 || n > UINT32_MAX)
+            rc = -1;
+        else if (!strncmp(tok, "drop=", 5))
+            f->e2e_drop_nth = (uint32_t)n;
+        else if (!strncmp(tok, "swap=", 5))
+            f->e2e_swap_nth = (uint32_t)n;
+        else
+            rc = -1;
+        if (rc)
+            snprintf(why, whylen, "--e2e-fault '%s': expected drop=N and/or swap=M (N, M >= 1)",
+                     o->e2e_fault);
+    }
+    free(copy);
+    if (!rc && f->e2e.mode == USP_E2E_FORBID) {
+        snprintf(why, whylen, "--e2e-fault needs --e2e Allow or Require");
+        rc = -1;
+    }
+    return rc;
 }
 
 int sim_cmd_agents(int argc, char **argv)
@@ -609,6 +674,8 @@ int sim_cmd_agents(int argc, char **argv)
     struct sim_mtp_choice mc;
     if (sim_mtp_choose(&o.mtp, o.brokers, o.nbrokers, o.controllers, o.ncontrollers,
                        "--controller", true, &mc, why, sizeof why) != 0)
+        return sim_opts_usage_error(&agents_spec, "%s", why);
+    if (parse_e2e(&o, f, why, sizeof why) != 0)
         return sim_opts_usage_error(&agents_spec, "%s", why);
     f->binding = mc.binding;
     f->p2p = !mc.brokered;

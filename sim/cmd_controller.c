@@ -22,6 +22,8 @@
 struct ctl_cli {
     const char *broker, *eid, *topic, *agent_topic, *mqtt_version, *timeout, *connect_timeout;
     struct sim_mtp_opts mtp;
+    const char *e2e_mode;
+    unsigned long e2e_max_record;
     const char *agent_urls[MAX_AGENT_URLS];
     unsigned nagent_urls;
     unsigned long qos;
@@ -183,6 +185,21 @@ static const struct sim_opt common_opts[] = {
      .help = "how long to wait for the broker at start",
      .set = sim_opt_set_str,
      .off = offsetof(struct ctl_cli, connect_timeout)},
+    {.name = "e2e",
+     .type = SIM_OPT_STRING,
+     .def = "Forbid",
+     .metavar = "MODE[,Param=Value...]",
+     .help = "E2E SessionMode (Require opens a session with each agent) and E2ESession "
+             "parameters, e.g. Require,MaxRetransmitTries=3",
+     .set = sim_opt_set_str,
+     .off = offsetof(struct ctl_cli, e2e_mode)},
+    {.name = "e2e-max-record",
+     .type = SIM_OPT_UINT,
+     .def = "0",
+     .metavar = "BYTES",
+     .help = "E2E MaxUSPRecordSize: segment larger Messages (0: never)",
+     .set = sim_opt_set_uint,
+     .off = offsetof(struct ctl_cli, e2e_max_record)},
     {.name = "json",
      .type = SIM_OPT_FLAG,
      .help = "print JSON (as `uspsim decode` does)",
@@ -409,6 +426,8 @@ static int common_conf(const struct sim_cmd_spec *spec, const struct ctl_cli *o,
     conf->nagent_urls = o->nagent_urls;
     conf->tls = mc.tls_cfg;
     conf->max_record = (uint32_t)o->mtp.max_record;
+    if (sim_e2e_parse(o->e2e_mode, o->e2e_max_record, &conf->e2e, mwhy, sizeof mwhy) != 0)
+        return sim_opts_usage_error(spec, "%s", mwhy);
     conf->eid = o->eid;
     conf->topic = o->topic;
     conf->agent_topic = o->agent_topic;

@@ -25,6 +25,7 @@
 #include "usp-msg-1-4.pb-c.h"
 #include "usp-record-1-4.pb-c.h"
 #include "usp/arena.h"
+#include "usp/e2e.h"
 #include "usp/mtp.h"
 #include "usp/timerwheel.h"
 
@@ -49,6 +50,7 @@ struct ctl_conf {
     unsigned nagent_urls;
     struct usp_mtp_tls_config tls;
     uint32_t max_record; /* 0: the binding's default */
+    struct usp_e2e_cfg e2e; /* SessionMode Forbid (the default): no E2E sessions */
     const char *eid;         /* own Endpoint ID */
     const char *topic;       /* own topic */
     const char *agent_topic; /* where an agent is reached before it says (NULL: STOMP's) */
@@ -84,6 +86,7 @@ struct ctl_agent {
     char *eid;
     char *dest;                  /* topic it is reached at */
     struct usp_mtp_conn *conn;   /* point to point: its session, NULL: none now */
+    struct ctl_e2e *e2e;         /* its E2E session, once used */
     const char *versions;        /* its GSP answer (shared, see ctl_core.c); NULL: none */
     struct ctl_onboard *onboard; /* NULL: no OnBoardRequest */
     struct ctl_req *waiting;     /* requests held until the version is agreed */
@@ -189,6 +192,8 @@ struct sim_ctl {
     struct usp_mtp_conn **xconns; /* further --agent URLs */
     unsigned nxconns;
     uint64_t tls_mismatch; /* records whose from_id the peer's certificate does not carry */
+    struct usp_e2e_stats e2e_stats;
+    struct usp_arena *e2e_arena; /* Messages delivered out of E2E sessions */
     struct usp_arena *rx_arena, *tx_arena;
     const char *url;
     char id_prefix[12]; /* msg_id = "<prefix>-<slot>-<gen>" */

@@ -370,22 +370,11 @@ static struct ctl_req *req_by_id(struct sim_ctl *c, const char *id)
 
 /* ---- Sending ---------------------------------------------------------------- */
 
-static int send_record(struct sim_ctl *c, const char *dest, const char *to_eid, uint8_t minor,
-                       const Usp__Msg *m, uint32_t *sent_len)
+/* Hands Record bytes to the agent's connection. */
+static int send_bytes(struct sim_ctl *c, const char *dest, const char *to_eid, const uint8_t *buf,
+                      size_t len)
 {
-    if (!c->up)
-        return USP_EPERM;
-    usp_arena_reset(c->tx_arena);
-    struct usp_record_hdr h = {
-        .version = ctl_version_str(minor > USP_VERSION_MAX_MINOR ? USP_VERSION_MAX_MINOR : minor),
-        .to_id = to_eid,
-        .from_id = c->conf->eid,
-    };
-    uint8_t *buf;
-    size_t len;
-    int rc = usp_record_wrap_msg(c->tx_arena, &h, m, &buf, &len);
-    if (rc)
-        return rc;
+    int rc;
     struct usp_mtp_conn *conn = c->conn;
     if (c->conf->p2p) {
         /* Point to point: the agent's own session, else the only one. */
@@ -401,9 +390,151 @@ static int send_record(struct sim_ctl *c, const char *dest, const char *to_eid, 
     rc = usp_mtp_send(conn, &d, buf, len);
     if (rc == 0)
         c->st.records_out++;
+    return rc;
+}
+
+/* ---- E2E sessions (R-E2E.*) ---------------------------------------------------- */
+
+struct ctl_e2e {
+    struct usp_tw_entry tick;
+    struct sim_ctl *c;
+    struct ctl_agent *a;
+    struct usp_e2e_session *s;
+};
+
+static void dispatch_msg(struct sim_ctl *c, struct ctl_agent *a, const UspRecord__Record *rec,
+                         const Usp__Msg *msg, const char *reply_to, size_t len);
+
+static int e2e_send(void *ctx, const uint8_t *rec, size_t len)
+{
+    struct ctl_e2e *e = ctx;
+    return send_bytes(e->c, e->a->dest, e->a->eid, rec, len);
+}
+
+/* The Record that carried what is being delivered (valid during receive). */
+static const UspRecord__Record *e2e_rx_rec;
+
+static int e2e_deliver(void *ctx, const uint8_t *bytes, size_t len, bool in_session)
+{
+    struct ctl_e2e *e = ctx;
+    struct sim_ctl *c = e->c;
+    usp_arena_reset(c->e2e_arena);
+    Usp__Msg *m;
+    struct usp_decode_err err;
+    if (usp_msg_decode(c->e2e_arena, bytes, len, &m, &err) != 0) {
+        c->st.dropped++;
+        return USP_EPROTO;
+    }
+    dispatch_msg(c, e->a, e2e_rx_rec, m, NULL, len);
+    return 0;
+}
+
+static struct usp_e2e_io e2e_io(struct ctl_e2e *e)
+{
+    return (struct usp_e2e_io){.send = e2e_send, .deliver = e2e_deliver, .ctx = e};
+}
+
+static void e2e_rearm(struct ctl_e2e *e)
+{
+    uint64_t d = usp_e2e_next_deadline(e->s);
+    if (d == UINT64_MAX)
+        usp_tw_cancel(e->c->tw.tw, &e->tick);
+    else
+        usp_tw_add(e->c->tw.tw, &e->tick, d);
+}
+
+static void e2e_fire(struct usp_tw_entry *t, uint64_t now_ms)
+{
+    struct ctl_e2e *e = (struct ctl_e2e *)t;
+    struct usp_e2e_io io = e2e_io(e);
+    usp_e2e_tick(e->s, now_ms, &io);
+    e2e_rearm(e);
+}
+
+static struct ctl_e2e *agent_e2e(struct sim_ctl *c, struct ctl_agent *a)
+{
+    if (a->e2e)
+        return a->e2e;
+    struct ctl_e2e *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->c = c;
+    e->a = a;
+    usp_tw_entry_init(&e->tick, e2e_fire);
+    if (usp_e2e_new(&c->conf->e2e, USP_E2E_CONTROLLER, c->conf->eid, a->eid, uv_hrtime(),
+                    &c->e2e_stats, &e->s) != 0) {
+        free(e);
+        return NULL;
+    }
+    a->e2e = e;
+    return e;
+}
+
+static void agent_e2e_free(struct sim_ctl *c, struct ctl_agent *a)
+{
+    if (!a->e2e)
+        return;
+    usp_tw_cancel(c->tw.tw, &a->e2e->tick);
+    usp_e2e_free(a->e2e->s);
+    free(a->e2e);
+    a->e2e = NULL;
+}
+
+/* The agent refused the session we require (R-E2E.6a, 7101-7103): its
+ * requests cannot be answered, say so rather than time out. */
+static void e2e_refused(struct sim_ctl *c, struct ctl_agent *a, const UspRecord__DisconnectRecord *d)
+{
+    uint32_t code = d->reason_code;
+    if (code != USP_ERR_SESS_CONTEXT_NOT_ALLOWED && code != 7101 && code != 7102 && code != 7103)
+        return;
+    static char why[300];
+    snprintf(why, sizeof why, "the agent refused the E2E session: Disconnect %u%s%.200s",
+             (unsigned)code, d->reason && d->reason[0] ? ", " : "", d->reason ? d->reason : "");
+    for (uint32_t i = 0; i < c->next_unused; i++) {
+        struct ctl_req *r = &c->reqs[i];
+        if (r->agent != a || (r->state != CR_SENT && r->state != CR_WAITING))
+            continue;
+        fail_req(c, r, CTL_FAILED, why);
+    }
+}
+
+static int send_record(struct sim_ctl *c, const char *dest, const char *to_eid, uint8_t minor,
+                       const Usp__Msg *m, uint32_t *sent_len)
+{
+    if (!c->up)
+        return USP_EPERM;
+    usp_arena_reset(c->tx_arena);
+    uint8_t *buf;
+    size_t len;
+    int rc;
+    if (c->conf->e2e.mode != USP_E2E_FORBID) {
+        /* Through the agent's E2E session (in it, or plain when none is
+         * open and SessionMode allows). */
+        struct ctl_agent *a = ctl_agent_get(c, to_eid, false, CTL_NO_INDEX);
+        struct ctl_e2e *e = a && a->dest ? agent_e2e(c, a) : NULL;
+        if (!e)
+            return USP_ENOMEM;
+        rc = usp_msg_encode(c->tx_arena, m, &buf, &len);
+        if (rc)
+            return rc;
+        struct usp_e2e_io io = e2e_io(e);
+        rc = usp_e2e_send_msg(e->s, buf, len, usp_tw_now(c->tw.tw), &io);
+        e2e_rearm(e);
+        if (sent_len)
+            *sent_len = (uint32_t)len;
+        return rc;
+    }
+    struct usp_record_hdr h = {
+        .version = ctl_version_str(minor > USP_VERSION_MAX_MINOR ? USP_VERSION_MAX_MINOR : minor),
+        .to_id = to_eid,
+        .from_id = c->conf->eid,
+    };
+    rc = usp_record_wrap_msg(c->tx_arena, &h, m, &buf, &len);
+    if (rc)
+        return rc;
     if (sent_len)
         *sent_len = (uint32_t)len;
-    return rc;
+    return send_bytes(c, dest, to_eid, buf, len);
 }
 
 static const char *send_why(int rc)
@@ -782,7 +913,7 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
     struct sim_ctl *c = user;
     c->st.records_in++;
     usp_arena_reset(c->rx_arena);
-    if (c->lean_rx) {
+    if (c->lean_rx && c->conf->e2e.mode == USP_E2E_FORBID) {
         if (lean_response(c, conn, bytes, len, mrx))
             return;
         usp_arena_reset(c->rx_arena);
@@ -837,6 +968,24 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
         struct ctl_event ev = {.kind = CTL_EV_NEW_AGENT, .agent = a, .rec = rec};
         c->on_event(c, &ev);
     }
+    if (c->conf->e2e.mode != USP_E2E_FORBID &&
+        (rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_SESSION_CONTEXT ||
+         (a->e2e && (rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_NO_SESSION_CONTEXT ||
+                     rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_DISCONNECT)))) {
+        struct ctl_e2e *e = a->dest ? agent_e2e(c, a) : NULL;
+        if (e) {
+            struct usp_e2e_io io = e2e_io(e);
+            e2e_rx_rec = rec;
+            usp_e2e_receive(e->s, rec, usp_tw_now(c->tw.tw), &io);
+            e2e_rx_rec = NULL;
+            e2e_rearm(e);
+            if (rec->record_type_case != USP_RECORD__RECORD__RECORD_TYPE_DISCONNECT) {
+                if (fresh && c->gsp_auto && !(a->flags & CA_GSP_DONE))
+                    gsp_start(c, a);
+                return;
+            }
+        }
+    }
     switch (rec->record_type_case) {
     case USP_RECORD__RECORD__RECORD_TYPE_MQTT_CONNECT: {
         const UspRecord__MQTTConnectRecord *m = rec->mqtt_connect;
@@ -881,6 +1030,8 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
         return;
     }
     case USP_RECORD__RECORD__RECORD_TYPE_DISCONNECT:
+        if (c->conf->e2e.mode == USP_E2E_REQUIRE && rec->disconnect)
+            e2e_refused(c, a, rec->disconnect);
         a->flags &= (uint8_t)~CA_CONNECTED;
         if (c->on_event) {
             struct ctl_event ev = {.kind = CTL_EV_DISCONNECT, .agent = a, .rec = rec};
@@ -894,7 +1045,16 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
         c->st.dropped++;
         return;
     }
-    const Usp__Msg *msg = rx.msg;
+    dispatch_msg(c, a, rec, rx.msg, reply_to, len);
+    if (fresh && c->gsp_auto && !(a->flags & CA_GSP_DONE))
+        gsp_start(c, a);
+}
+
+/* A Message from agent `a`, out of a no_session_context Record or an E2E
+ * session (`rec` is the Record that carried it). */
+static void dispatch_msg(struct sim_ctl *c, struct ctl_agent *a, const UspRecord__Record *rec,
+                         const Usp__Msg *msg, const char *reply_to, size_t len)
+{
     if (!msg || !msg->body) {
         c->st.dropped++;
         return;
@@ -915,8 +1075,6 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
         c->st.dropped++;
         return;
     }
-    if (fresh && c->gsp_auto && !(a->flags & CA_GSP_DONE))
-        gsp_start(c, a);
 }
 
 /* ---- Connection --------------------------------------------------------------- */
@@ -1025,7 +1183,9 @@ int ctl_init(struct sim_ctl *c, uv_loop_t *loop, const struct ctl_conf *conf, co
     c->rx_arena = usp_arena_new(64 * 1024);
     c->tx_arena = usp_arena_new(16 * 1024);
     c->own_arena = usp_arena_new(4096);
-    if (!c->reqs || !c->rx_arena || !c->tx_arena || !c->own_arena || tab_grow(c) != 0) {
+    c->e2e_arena = usp_arena_new(64 * 1024);
+    if (!c->reqs || !c->rx_arena || !c->tx_arena || !c->own_arena || !c->e2e_arena ||
+        tab_grow(c) != 0) {
         snprintf(why, whylen, "out of memory");
         return -1;
     }
@@ -1213,6 +1373,9 @@ void ctl_close(struct sim_ctl *c)
 
 void ctl_cleanup(struct sim_ctl *c)
 {
+    for (size_t i = 0; c->tab && i < c->cap; i++)
+        if (c->tab[i])
+            agent_e2e_free(c, c->tab[i]); /* before the timer wheel goes */
     usp_mtp_conn_free(c->conn);
     c->conn = NULL;
     for (unsigned i = 0; i < c->nxconns; i++)
@@ -1248,5 +1411,6 @@ void ctl_cleanup(struct sim_ctl *c)
     usp_arena_free(c->rx_arena);
     usp_arena_free(c->tx_arena);
     usp_arena_free(c->own_arena);
-    c->rx_arena = c->tx_arena = c->own_arena = NULL;
+    usp_arena_free(c->e2e_arena);
+    c->rx_arena = c->tx_arena = c->own_arena = c->e2e_arena = NULL;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "usp/dm.h"
+#include "usp/e2e.h"
 #include "usp/mtp.h"
 
 #define SIM_MAX_BROKERS 64
@@ -45,6 +46,12 @@ struct sim_fleet {
     /* TLS files; cert_file and key_file are templates ({n}, {n:0W}, {eid}). */
     struct usp_mtp_tls_config tls;
     uint32_t max_record; /* 0: the binding's default */
+    /* E2E sessions with the controller: SessionMode Forbid (the default)
+     * answers session Records with Disconnect 7106 (R-E2E.6a). */
+    struct usp_e2e_cfg e2e;
+    /* Test faults on the segment Records (payload_sar_state not NONE) a
+     * worker sends: drop the Nth, swap the Mth with the next (0: none). */
+    uint32_t e2e_drop_nth, e2e_swap_nth;
 };
 
 /* Counters a worker reports (summed by the parent). Written to a pipe as one
@@ -72,6 +79,10 @@ struct sim_stats {
     uint64_t up_done_ms;     /* since t0_ns: every agent of the worker was UP (0: not yet) */
     uint64_t boot_done_ms;   /* since t0_ns: every agent had sent its first Boot! (0: not yet) */
     uint64_t cpu_ms;         /* the worker's CPU time, user + system */
+    uint64_t e2e_sessions;   /* E2E sessions opened or accepted */
+    uint64_t e2e_retransmitted; /* session Records sent again on request */
+    uint64_t e2e_reassembled;   /* Messages put together from segments */
+    uint64_t e2e_segmented;     /* Messages sent in segments */
 };
 
 /* Expands a template with {n}, {n:0W} (zero padded to W digits) and {eid}.

@@ -6,6 +6,9 @@
 
 #include "fleet.h"
 #include "mtp_opts.h"
+#include "usp/e2e.h"
+#include "usp/mtp_coap.h"
+#include "usp/mtp_uds.h"
 
 static const char *const bindings[] = {"mqtt", "stomp", "ws", "uds", "coap"};
 
@@ -185,11 +188,59 @@ int sim_mtp_register_all(char *why, size_t whylen)
         {"MQTT", usp_mtp_register(&usp_mtp_mqtt_ops)},
         {"STOMP", usp_mtp_register(&usp_mtp_stomp_ops)},
         {"WebSocket", usp_mtp_register_ext(&usp_mtp_ws_ext_ops)},
+        {"UNIX domain socket", usp_mtp_register_ext(&usp_mtp_uds_ext_ops)},
+        {"CoAP", usp_mtp_register_ext(&usp_mtp_coap_ext_ops)},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
         if (r[i].rc != 0) {
             snprintf(why, whylen, "cannot initialise the %s binding", r[i].name);
             return -1;
         }
+    return 0;
+}
+
+int sim_e2e_parse(const char *spec, unsigned long max_record, struct usp_e2e_cfg *out, char *why,
+                  size_t whylen)
+{
+    usp_e2e_cfg_init(out);
+    out->mode = USP_E2E_FORBID;
+    char *copy = strdup(spec);
+    if (!copy) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    char ewhy[200];
+    bool first = true;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok && !rc;
+         tok = strtok_r(NULL, ",", &save), first = false) {
+        char *eq = strchr(tok, '=');
+        if (first && !eq) {
+            if (usp_e2e_cfg_set(out, "SessionMode", tok, ewhy, sizeof ewhy) != 0) {
+                snprintf(why, whylen, "--e2e '%s': %s", spec, ewhy);
+                rc = -1;
+            }
+            continue;
+        }
+        if (!eq) {
+            snprintf(why, whylen, "--e2e '%s': '%s' is not Param=Value", spec, tok);
+            rc = -1;
+            break;
+        }
+        *eq = 0;
+        if (usp_e2e_cfg_set(out, tok, eq + 1, ewhy, sizeof ewhy) != 0) {
+            snprintf(why, whylen, "--e2e '%s': %s", spec, ewhy);
+            rc = -1;
+        }
+    }
+    free(copy);
+    if (rc)
+        return rc;
+    if (max_record > UINT32_MAX || (max_record && max_record < 64)) {
+        snprintf(why, whylen, "--e2e-max-record must be 0 or 64..4294967295");
+        return -1;
+    }
+    if (max_record)
+        out->max_record_size = (uint32_t)max_record;
     return 0;
 }

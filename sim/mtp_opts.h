@@ -41,6 +41,14 @@ int sim_mtp_choose(const struct sim_mtp_opts *o, const char *const *brokers, uns
                    const char *const *peers, unsigned npeers, const char *peer_word,
                    bool agent_files, struct sim_mtp_choice *out, char *why, size_t whylen);
 
+/* --e2e MODE[,Param=Value...] (TR-181 E2ESession parameters, e.g.
+ * "Require,MaxRetransmitTries=3") and --e2e-max-record BYTES (0, or 64 and
+ * more: values under TR-181's 512 are accepted for tests) into `out`. 0,
+ * or -1 with a sentence in `why`. */
+struct usp_e2e_cfg;
+int sim_e2e_parse(const char *spec, unsigned long max_record, struct usp_e2e_cfg *out, char *why,
+                  size_t whylen);
+
 /* Registers every binding the binary has (once per process, before any
  * thread or fork). 0, or -1 with a sentence in `why`. */
 int sim_mtp_register_all(char *why, size_t whylen);

@@ -57,10 +57,20 @@ enum {
     AG_BOOT_DUE = 1u << 5, /* send Boot! when the connection is next UP */
 };
 
+/* An agent's E2E session with its controller, only once one is used. */
+struct sim_e2e {
+    struct usp_tw_entry tick;
+    struct sim_agent *ag;
+    struct usp_e2e_session *s;
+    char *dest; /* where the controller's Records said to answer */
+    char peer[]; /* the controller's Endpoint ID */
+};
+
 struct sim_agent {
     struct usp_dm_agent dm; /* first: handlers and the notifier give us &dm */
     struct usp_notify_agent na;
     struct usp_mtp_conn *conn;
+    struct sim_e2e *e2e;
     struct sim_worker *w;
     struct sim_job *jobs;
     struct sim_restart *restart;
@@ -89,6 +99,11 @@ struct sim_worker {
     bool stopping, finished;
     uint64_t closing, closed; /* graceful closes asked for / reported while stopping */
     struct sim_stats st;
+    struct usp_e2e_stats e2e_stats;
+    struct usp_arena *e2e_arena; /* Messages delivered out of sessions */
+    uint64_t e2e_sent;           /* session Records sent (for the test faults) */
+    uint8_t *e2e_held;           /* a Record held back to be swapped */
+    size_t e2e_held_len;
     struct usp_agent_env env;
     char boot_cause[24];
 };
@@ -227,15 +242,173 @@ static int send_msg(struct sim_agent *ag, const char *to_eid, const char *versio
     return rc ? rc : send_record(ag, dest, buf, len);
 }
 
-/* The notifier hands over a packed Notify: wrap it and send it. */
-static int notify_send(void *ctx, struct usp_dm_agent *dm, const struct usp_notify_out *out,
-                       struct usp_arena *arena)
+/* ---- E2E sessions (R-E2E.*) ------------------------------------------------ */
+
+static void e2e_fire(struct usp_tw_entry *t, uint64_t now_ms);
+
+/* Whether an encoded Record is one segment of a larger Message (only the
+ * test faults look). */
+static bool is_segment(const uint8_t *rec, size_t len)
 {
-    struct sim_agent *ag = agent_of(dm);
-    char topic[256];
-    const char *dest = controller_dest(ag, out->to_eid, topic, sizeof topic);
-    if (!dest)
-        return USP_ENOENT;
+    UspRecord__Record *r = usp_record__record__unpack(NULL, len, rec);
+    bool seg = r && r->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_SESSION_CONTEXT &&
+               r->session_context &&
+               r->session_context->payload_sar_state !=
+                   USP_RECORD__SESSION_CONTEXT_RECORD__PAYLOAD_SARSTATE__NONE;
+    if (r)
+        usp_record__record__free_unpacked(r, NULL);
+    return seg;
+}
+
+static int e2e_send(void *ctx, const uint8_t *rec, size_t len)
+{
+    struct sim_e2e *e = ctx;
+    struct sim_worker *w = e->ag->w;
+    const struct sim_fleet *f = w->f;
+    if (!(f->e2e_drop_nth || f->e2e_swap_nth) || !is_segment(rec, len))
+        return send_record(e->ag, e->dest, rec, len);
+    uint64_t n = ++w->e2e_sent;
+    if (f->e2e_drop_nth && n == f->e2e_drop_nth)
+        return 0; /* the test fault: lost on the way */
+    if (f->e2e_swap_nth && n == f->e2e_swap_nth && !w->e2e_held) {
+        w->e2e_held = malloc(len);
+        if (w->e2e_held) {
+            memcpy(w->e2e_held, rec, len);
+            w->e2e_held_len = len;
+            return 0; /* goes after the next one */
+        }
+    }
+    int rc = send_record(e->ag, e->dest, rec, len);
+    if (w->e2e_held) {
+        send_record(e->ag, e->dest, w->e2e_held, w->e2e_held_len);
+        free(w->e2e_held);
+        w->e2e_held = NULL;
+    }
+    return rc;
+}
+
+static int e2e_deliver(void *ctx, const uint8_t *msg, size_t len, bool in_session);
+
+static struct usp_e2e_io e2e_io(struct sim_e2e *e)
+{
+    return (struct usp_e2e_io){.send = e2e_send, .deliver = e2e_deliver, .ctx = e};
+}
+
+static void e2e_rearm(struct sim_e2e *e)
+{
+    struct usp_tw *tw = e->ag->w->tw.tw;
+    uint64_t d = usp_e2e_next_deadline(e->s);
+    if (d == UINT64_MAX)
+        usp_tw_cancel(tw, &e->tick);
+    else
+        usp_tw_add(tw, &e->tick, d);
+}
+
+static void e2e_fire(struct usp_tw_entry *t, uint64_t now_ms)
+{
+    struct sim_e2e *e = (struct sim_e2e *)t;
+    struct usp_e2e_io io = e2e_io(e);
+    usp_e2e_tick(e->s, now_ms, &io);
+    e2e_rearm(e);
+}
+
+/* A Message out of a session: handled like any other, answered in the
+ * same kind of Record it came in (R-MSG.0a). */
+static int e2e_deliver(void *ctx, const uint8_t *msg, size_t len, bool in_session)
+{
+    struct sim_e2e *e = ctx;
+    struct sim_agent *ag = e->ag;
+    struct sim_worker *w = ag->w;
+    usp_arena_reset(w->e2e_arena);
+    Usp__Msg *m;
+    struct usp_decode_err err;
+    if (usp_msg_decode(w->e2e_arena, msg, len, &m, &err) != 0) {
+        w->st.dropped++;
+        return USP_EPROTO; /* fails the session (R-E2E.21) */
+    }
+    Usp__Msg *resp = NULL;
+    if (usp_agent_handle(&ag->dm, &w->env, e->peer, m, w->e2e_arena, &resp) != 0) {
+        w->st.dropped++;
+        return 0;
+    }
+    w->st.requests++;
+    if (!resp)
+        return 0;
+    if (resp->body && resp->body->msg_body_case == USP__BODY__MSG_BODY_ERROR)
+        w->st.errors_sent++;
+    uint8_t *out;
+    size_t olen;
+    if (usp_msg_encode(w->e2e_arena, resp, &out, &olen) != 0)
+        return USP_ENOMEM;
+    struct usp_e2e_io io = e2e_io(e);
+    return in_session ? usp_e2e_send_msg(e->s, out, olen, usp_tw_now(w->tw.tw), &io)
+                      : usp_e2e_send_plain(e->s, out, olen, &io);
+}
+
+/* The agent's session with controller `peer` (made on first use; one per
+ * agent: the controller it reports to). NULL for another controller or
+ * when out of memory. `dest` (may be NULL) is where to answer. */
+static struct sim_e2e *agent_e2e(struct sim_agent *ag, const char *peer, const char *dest)
+{
+    struct sim_worker *w = ag->w;
+    struct sim_e2e *e = ag->e2e;
+    if (e && strcmp(e->peer, peer) != 0)
+        return NULL;
+    if (!e) {
+        size_t n = strlen(peer) + 1;
+        e = calloc(1, sizeof *e + n);
+        if (!e)
+            return NULL;
+        memcpy(e->peer, peer, n);
+        e->ag = ag;
+        usp_tw_entry_init(&e->tick, e2e_fire);
+        uint64_t seed = ag->dm.index * 0x9e3779b97f4a7c15ull ^ uv_hrtime();
+        if (usp_e2e_new(&w->f->e2e, USP_E2E_AGENT, ag->eid, e->peer, seed, &w->e2e_stats,
+                        &e->s) != 0) {
+            free(e);
+            return NULL;
+        }
+        ag->e2e = e;
+    }
+    if (dest && (!e->dest || strcmp(e->dest, dest) != 0)) {
+        char *d = strdup(dest);
+        if (d) {
+            free(e->dest);
+            e->dest = d;
+        }
+    }
+    return e->dest ? e : NULL;
+}
+
+static void agent_e2e_free(struct sim_agent *ag)
+{
+    struct sim_e2e *e = ag->e2e;
+    if (!e)
+        return;
+    usp_tw_cancel(ag->w->tw.tw, &e->tick);
+    usp_e2e_free(e->s);
+    free(e->dest);
+    free(e);
+    ag->e2e = NULL;
+}
+
+/* Whether a received Record belongs to the E2E layer. */
+static bool e2e_record(const struct sim_agent *ag, const UspRecord__Record *rec)
+{
+    if (ag->w->f->e2e.mode == USP_E2E_FORBID)
+        return false;
+    if (rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_SESSION_CONTEXT)
+        return true;
+    return ag->e2e && !strcmp(ag->e2e->peer, rec->from_id) &&
+           (rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_NO_SESSION_CONTEXT ||
+            rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_DISCONNECT);
+}
+
+/* The notifier hands over a packed Notify: wrap it and send it. */
+/* A Notify in a no_session_context Record. */
+static int notify_send_plain(struct sim_agent *ag, const char *dest,
+                             const struct usp_notify_out *out, struct usp_arena *arena)
+{
     UspRecord__Record rec = USP_RECORD__RECORD__INIT;
     UspRecord__NoSessionContextRecord nsc = USP_RECORD__NO_SESSION_CONTEXT_RECORD__INIT;
     rec.version = (char *)USP_VERSION_DEFAULT;
@@ -248,9 +421,29 @@ static int notify_send(void *ctx, struct usp_dm_agent *dm, const struct usp_noti
     uint8_t *buf;
     size_t len;
     int rc = usp_record_encode(arena, &rec, &buf, &len);
-    if (rc)
-        return rc;
-    rc = send_record(ag, dest, buf, len);
+    return rc ? rc : send_record(ag, dest, buf, len);
+}
+
+static int notify_send(void *ctx, struct usp_dm_agent *dm, const struct usp_notify_out *out,
+                       struct usp_arena *arena)
+{
+    struct sim_agent *ag = agent_of(dm);
+    char topic[256];
+    const char *dest = controller_dest(ag, out->to_eid, topic, sizeof topic);
+    if (!dest)
+        return USP_ENOENT;
+    int rc;
+    struct sim_e2e *e = ag->w->f->e2e.mode != USP_E2E_FORBID
+                            ? agent_e2e(ag, out->to_eid, ag->e2e ? NULL : dest)
+                            : NULL;
+    if (e) {
+        /* In the session when there is one (or one is required). */
+        struct usp_e2e_io io = e2e_io(e);
+        rc = usp_e2e_send_msg(e->s, out->payload, out->len, usp_tw_now(ag->w->tw.tw), &io);
+        e2e_rearm(e);
+    } else {
+        rc = notify_send_plain(ag, dest, out, arena);
+    }
     if (rc == 0) {
         ag->w->st.notifs_sent++;
         if (out->attempt)
@@ -426,8 +619,17 @@ static void on_record(struct usp_mtp_conn *c, const uint8_t *bytes, size_t len,
             w->st.dropped++;
         return;
     }
+    if (dest && e2e_record(ag, rx.rec)) {
+        struct sim_e2e *e = agent_e2e(ag, rx.rec->from_id, dest);
+        if (e) {
+            struct usp_e2e_io io = e2e_io(e);
+            usp_e2e_receive(e->s, rx.rec, usp_tw_now(w->tw.tw), &io);
+            e2e_rearm(e);
+            return;
+        }
+    }
     if (!rx.msg) {
-        /* E2E sessions are not supported yet: R-E2E.6a answers a session
+        /* SessionMode Forbid (the default): R-E2E.6a answers a session
          * context with a Disconnect 7106; other record types need nothing. */
         if (rx.rec->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_SESSION_CONTEXT && dest)
             send_disconnect(ag, rx.rec, USP_ERR_SESS_CONTEXT_NOT_ALLOWED,
@@ -796,9 +998,11 @@ static void restart_fire(struct usp_tw_entry *e, uint64_t now_ms)
         }
         return;
     }
-    /* What goes away with a restart: pending work, pending notifications. */
+    /* What goes away with a restart: pending work, pending notifications,
+     * the E2E session. */
     jobs_cancel(ag);
     usp_notify_agent_cleanup(ag->w->notifier, &ag->na);
+    agent_e2e_free(ag);
     int64_t now = usp_dm_agent_now(&ag->dm);
     if (r->factory)
         usp_dm_agent_factory_reset(&ag->dm, now);
@@ -821,6 +1025,10 @@ static void write_stats(struct sim_worker *w, bool final)
     if (!final) /* the final report keeps what was pending before the cleanup */
         w->st.notifs_pending = usp_notify_stats(w->notifier)->pending;
     w->st.mem_kb = sim_pss_kb();
+    w->st.e2e_sessions = w->e2e_stats.opened + w->e2e_stats.accepted;
+    w->st.e2e_retransmitted = w->e2e_stats.retransmitted;
+    w->st.e2e_reassembled = w->e2e_stats.reassembled;
+    w->st.e2e_segmented = w->e2e_stats.segmented;
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         w->st.cpu_ms = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
@@ -877,6 +1085,7 @@ static void finish(struct sim_worker *w)
             ag->restart = NULL;
         }
         usp_notify_agent_cleanup(w->notifier, &ag->na);
+        agent_e2e_free(ag);
         usp_mtp_conn_free(ag->conn);
         ag->conn = NULL;
         if (w->listeners) {
@@ -958,6 +1167,8 @@ int sim_worker_main(const struct sim_fleet *f, unsigned worker, uint64_t first, 
     struct usp_mtp_ctx_opts mo = {.max_connecting = f->max_connecting, .wheel = w->tw.tw};
     w->mtp = usp_mtp_ctx_new(&w->loop, &mo);
     w->arena = usp_arena_new(64 * 1024);
+    if (f->e2e.mode != USP_E2E_FORBID && !(w->e2e_arena = usp_arena_new(64 * 1024)))
+        goto out_loop;
     w->agents = calloc(n ? n : 1, sizeof *w->agents);
     if (!w->mtp || !w->arena || !w->agents)
         goto out_loop;
@@ -1011,6 +1222,8 @@ out_loop:
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     usp_arena_free(w->arena);
+    usp_arena_free(w->e2e_arena);
+    free(w->e2e_held);
     free(w->agents);
     free(w->listeners);
     uv_loop_close(&w->loop);

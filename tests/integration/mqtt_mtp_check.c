@@ -24,6 +24,19 @@
  *   notopic   PORT              MQTT 5 agent without a topic, against a fake
  *             broker that gives none either: DISCONNECT, CLOSED [R-MQTT.16].
  *   unused-port PORT            nothing listens: DOWN with a reason, retries.
+ *   tls-bulk  PORT              over mqtts: a 3 MB record each way (TLS
+ *             writes that block), then 2 s idle with the CPU time measured
+ *             (no poll spinning on libmosquitto's want_write).
+ *   tls-refused PORT TEXT       one agent whose TLS handshake must fail: DOWN
+ *             (reason connect) with TEXT in the detail, never UP.
+ *   tls-stall PORT              a fake server that accepts and never answers
+ *             the ClientHello: DOWN with reason timeout, CPU time ~0.
+ *
+ * mqtts: with MQTT_TLS_DIR set (a folder from `uspsim certs`), endpoints use
+ * mqtts://HOST:PORT (HOST from MQTT_TLS_HOST, default 127.0.0.1), trust
+ * MQTT_TLS_CA (default DIR/ca.pem) and present DIR/controller.pem or
+ * DIR/agents/1.pem (MQTT_TLS_CERT overrides the agent's: DIR/NAME.pem and
+ * .key).
  *
  * Prints "ok ..." for each check that passed, "FAIL ..." otherwise, and
  * exits non-zero on any failure. */
@@ -34,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "mtp_int.h"
@@ -135,19 +149,70 @@ static bool no_topic; /* configure no own topic */
 static int version;   /* 5 or 4 */
 static int qos = 1;
 static int port;
+static uint32_t connect_timeout_ms = 5000;
+static const char *expect_text; /* tls-refused */
+
+/* mqtts (see the top of the file); NULL: mqtt. */
+static const char *tls_dir, *tls_ca, *tls_host = "127.0.0.1", *tls_agent_cert;
+static char tls_ca_buf[512], ctl_cert[512], ctl_key[512], agent_cert[512], agent_key[512];
+
+static void tls_setup(void)
+{
+    tls_dir = getenv("MQTT_TLS_DIR");
+    if (!tls_dir || !*tls_dir) {
+        tls_dir = NULL;
+        return;
+    }
+    const char *e = getenv("MQTT_TLS_CA");
+    snprintf(tls_ca_buf, sizeof tls_ca_buf, "%s/ca.pem", tls_dir);
+    tls_ca = e && *e ? e : tls_ca_buf;
+    if ((e = getenv("MQTT_TLS_HOST")) && *e)
+        tls_host = e;
+    tls_agent_cert = getenv("MQTT_TLS_CERT");
+    snprintf(ctl_cert, sizeof ctl_cert, "%s/controller.pem", tls_dir);
+    snprintf(ctl_key, sizeof ctl_key, "%s/controller.key", tls_dir);
+    if (tls_agent_cert && *tls_agent_cert) {
+        snprintf(agent_cert, sizeof agent_cert, "%s.pem", tls_agent_cert);
+        snprintf(agent_key, sizeof agent_key, "%s.key", tls_agent_cert);
+    } else {
+        snprintf(agent_cert, sizeof agent_cert, "%s/agents/1.pem", tls_dir);
+        snprintf(agent_key, sizeof agent_key, "%s/agents/1.key", tls_dir);
+    }
+}
+
+/* The URL and TLS files of an endpoint of `role`. */
+static void ep_transport(struct usp_mtp_config *cfg, enum usp_mtp_role role, char *url, size_t n)
+{
+    if (!tls_dir) {
+        snprintf(url, n, "mqtt://127.0.0.1:%d", port);
+        return;
+    }
+    snprintf(url, n, "mqtts://%s:%d", tls_host, port);
+    cfg->tls.ca_file = tls_ca;
+    cfg->tls.cert_file = role == USP_MTP_AGENT ? agent_cert : ctl_cert;
+    cfg->tls.key_file = role == USP_MTP_AGENT ? agent_key : ctl_key;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
 
 static void ep_init(struct ep *e, const char *name, enum usp_mtp_role role, const char *peer_eid,
                     const char *peer_dest, uint32_t max_record, uint32_t retry_s,
                     uint32_t multiplier)
 {
-    char url[64];
-    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", port);
+    char url[128];
     snprintf(e->eid, sizeof e->eid, "proto::%s-v%d", name, version);
     snprintf(e->topic, sizeof e->topic, "usp/%s/%s", role == USP_MTP_AGENT ? "agent" : "controller",
              e->eid);
     e->name = name;
     struct usp_mtp_config cfg;
     usp_mtp_config_init(&cfg);
+    ep_transport(&cfg, role, url, sizeof url);
     cfg.role = role;
     cfg.eid = e->eid;
     cfg.url = url;
@@ -157,7 +222,7 @@ static void ep_init(struct ep *e, const char *name, enum usp_mtp_role role, cons
     cfg.retry_time_s = retry_s;
     cfg.retry_multiplier = multiplier;
     cfg.retry_max_s = 8;
-    cfg.connect_timeout_ms = 5000;
+    cfg.connect_timeout_ms = connect_timeout_ms;
     cfg.max_record = max_record;
     cfg.mqtt.version = version == 5 ? USP_MQTT_V5 : USP_MQTT_V311;
     cfg.mqtt.qos = qos;
@@ -834,8 +899,7 @@ static int run_scale(int n)
     scale_conns = calloc((size_t)n, sizeof *scale_conns);
     char(*eids)[48] = calloc((size_t)n, sizeof *eids);
     char(*topics)[64] = calloc((size_t)n, sizeof *topics);
-    char url[64];
-    snprintf(url, sizeof url, "mqtt://127.0.0.1:%d", port);
+    char url[128];
     int fd0 = count_fds();
     struct mallinfo2 m0 = mallinfo2();
     for (int i = 0; i < n; i++) {
@@ -843,6 +907,7 @@ static int run_scale(int n)
         snprintf(topics[i], sizeof topics[i], "usp/agent/%s", eids[i]);
         struct usp_mtp_config cfg;
         usp_mtp_config_init(&cfg);
+        ep_transport(&cfg, USP_MTP_AGENT, url, sizeof url);
         cfg.eid = eids[i];
         cfg.url = url;
         cfg.mqtt.topic = topics[i];
@@ -893,6 +958,152 @@ static int run_scale(int n)
     return 0;
 }
 
+/* ---- mqtts: bulk records and an idle loop ---- */
+
+static struct ep bctl, bagent;
+static uint8_t *bulk;
+static const size_t bulk_len = 3u << 20;
+static int bulk_got_agent, bulk_got_ctl, bulk_closed;
+static double bulk_cpu0, bulk_idle_cpu = -1;
+static uv_timer_t idle_timer;
+
+static void bulk_finish(void)
+{
+    uv_timer_stop(&watchdog);
+    uv_close((uv_handle_t *)&watchdog, NULL);
+    if (!uv_is_closing((uv_handle_t *)&idle_timer))
+        uv_close((uv_handle_t *)&idle_timer, NULL);
+    usp_mtp_conn_free(bctl.c);
+    usp_mtp_conn_free(bagent.c);
+    bctl.c = bagent.c = NULL;
+    usp_mtp_ctx_free(ctx);
+}
+
+static void on_idle_done(uv_timer_t *t)
+{
+    bulk_idle_cpu = cpu_seconds() - bulk_cpu0;
+    note("2 s idle with two mqtts sessions: %.3f s of CPU", bulk_idle_cpu);
+    CHECK(usp_mtp_close(bagent.c, 0, NULL) == 0 && usp_mtp_close(bctl.c, 0, NULL) == 0,
+          "tls-bulk: both close");
+}
+
+static void bulk_record(struct ep *e, const uint8_t *buf, size_t len, const struct usp_mtp_rx *rx)
+{
+    bool same = len == bulk_len && memcmp(buf, bulk, len) == 0;
+    CHECK(same, "%s: the %zu-byte record arrived intact over TLS (%zu bytes)", e->name, bulk_len,
+          len);
+    if (e == &bagent) {
+        bulk_got_agent++;
+        struct usp_mtp_dest d = {.to = bctl.topic};
+        CHECK(usp_mtp_send(bagent.c, &d, bulk, bulk_len) == 0, "agent: sends it back");
+    } else {
+        bulk_got_ctl++;
+        bulk_cpu0 = cpu_seconds();
+        uv_timer_start(&idle_timer, on_idle_done, 2000, 0);
+    }
+}
+
+static void bulk_state(struct ep *e, const struct usp_mtp_event *ev)
+{
+    if (ev->state == USP_MTP_UP && e == &bctl)
+        CHECK(usp_mtp_open(bagent.c) == 0, "agent: open");
+    if (ev->state == USP_MTP_UP && e == &bagent) {
+        struct usp_mtp_dest d = {.to = bagent.topic};
+        CHECK(usp_mtp_send(bctl.c, &d, bulk, bulk_len) == 0,
+              "controller: a %zu-byte record handed to libmosquitto", bulk_len);
+    }
+    if (ev->state == USP_MTP_DOWN)
+        CHECK(false, "%s: no DOWN (%s)", e->name, ev->detail);
+    if (ev->state == USP_MTP_CLOSED && ++bulk_closed == 2)
+        bulk_finish();
+}
+
+static void on_bulk_watchdog(uv_timer_t *t)
+{
+    CHECK(false, "tls-bulk: finished in time (ctl: %s; agent: %s)", bctl.states, bagent.states);
+    bulk_finish();
+}
+
+static int run_tls_bulk(void)
+{
+    bulk = malloc(bulk_len);
+    for (size_t i = 0; i < bulk_len; i++)
+        bulk[i] = (uint8_t)((i * 2654435761u) >> 13);
+    ep_init(&bctl, "bulkctl", USP_MTP_CONTROLLER, NULL, NULL, USP_MTP_MAX_RECORD_DEFAULT, 1, 1000);
+    ep_init(&bagent, "bulkagent", USP_MTP_AGENT, NULL, NULL, USP_MTP_MAX_RECORD_DEFAULT, 1, 1000);
+    bctl.on_state = bagent.on_state = bulk_state;
+    bctl.on_record = bagent.on_record = bulk_record;
+    uv_timer_init(loop, &watchdog);
+    uv_timer_init(loop, &idle_timer);
+    uv_timer_start(&watchdog, on_bulk_watchdog, 30000, 0);
+    CHECK(usp_mtp_open(bctl.c) == 0, "controller: open");
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(bulk_got_agent == 1 && bulk_got_ctl == 1, "tls-bulk: one record each way (%d, %d)",
+          bulk_got_agent, bulk_got_ctl);
+    printf("#    idle: %.3f s of CPU in 2 s with two mqtts sessions up\n", bulk_idle_cpu);
+    CHECK(bulk_idle_cpu >= 0 && bulk_idle_cpu < 0.25,
+          "tls-bulk: idle TLS sessions do not spin (%.3f s CPU in 2 s)", bulk_idle_cpu);
+    CHECK(strcmp(bctl.states, "CONNECTING UP CLOSED") == 0 &&
+              strcmp(bagent.states, "CONNECTING UP CLOSED") == 0,
+          "tls-bulk states: %s / %s", bctl.states, bagent.states);
+    free(bulk);
+    return 0;
+}
+
+/* ---- mqtts: refused handshakes ---- */
+
+static char refused_detail[256];
+static double stall_cpu0;
+
+static void refused_done(void)
+{
+    uv_timer_stop(&watchdog);
+    uv_close((uv_handle_t *)&watchdog, NULL);
+    usp_mtp_conn_free(fa.c);
+    fa.c = NULL;
+    usp_mtp_ctx_free(ctx);
+}
+
+static void refused_state(struct ep *e, const struct usp_mtp_event *ev)
+{
+    if (ev->state != USP_MTP_DOWN)
+        return;
+    snprintf(refused_detail, sizeof refused_detail, "%s", ev->detail);
+    printf("#    DOWN (%s): %s\n", usp_mtp_reason_name(ev->reason), ev->detail);
+    if (expect_text) {
+        CHECK(ev->reason == USP_MTP_R_CONNECT, "refused: DOWN with reason connect (%s)",
+              usp_mtp_reason_name(ev->reason));
+        CHECK(strstr(ev->detail, expect_text) != NULL, "refused: the detail says \"%s\": %s",
+              expect_text, ev->detail);
+    } else {
+        double cpu = cpu_seconds() - stall_cpu0;
+        CHECK(ev->reason == USP_MTP_R_TIMEOUT, "stall: DOWN with reason timeout (%s: %s)",
+              usp_mtp_reason_name(ev->reason), ev->detail);
+        CHECK(cpu < 0.3, "stall: no spinning while the handshake waits (%.3f s CPU in %u ms)", cpu,
+              connect_timeout_ms);
+    }
+    refused_done();
+}
+
+static void on_refused_watchdog(uv_timer_t *t)
+{
+    CHECK(false, "refused: DOWN in time (%s)", fa.states);
+    refused_done();
+}
+
+static int run_tls_refused(void)
+{
+    ep_init(&fa, "refused", USP_MTP_AGENT, NULL, NULL, 65536, 1, 2000);
+    fa.on_state = refused_state;
+    uv_timer_init(loop, &watchdog);
+    uv_timer_start(&watchdog, on_refused_watchdog, connect_timeout_ms + 5000, 0);
+    stall_cpu0 = cpu_seconds();
+    CHECK(usp_mtp_open(fa.c) == 0, "refused: open");
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(fa.ups == 0 && fa.downs == 1, "refused: never UP (%s)", fa.states);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -905,7 +1116,8 @@ int main(int argc, char **argv)
         return 2;
     }
     port = atoi(argv[2]);
-    version = argc > 3 ? atoi(argv[3]) : 5;
+    tls_setup();
+    version = argc > 3 && strcmp(argv[1], "tls-refused") != 0 ? atoi(argv[3]) : 5;
     qos = argc > 4 ? atoi(argv[4]) : 1;
     loop = uv_default_loop();
     uv_update_time(loop);
@@ -932,7 +1144,15 @@ int main(int argc, char **argv)
         run_keepalive();
     else if (strcmp(what, "resolve") == 0)
         run_resolve();
-    else {
+    else if (strcmp(what, "tls-bulk") == 0)
+        run_tls_bulk();
+    else if (strcmp(what, "tls-refused") == 0 && argc > 3) {
+        expect_text = argv[3];
+        run_tls_refused();
+    } else if (strcmp(what, "tls-stall") == 0) {
+        connect_timeout_ms = 3000;
+        run_tls_refused();
+    } else {
         fprintf(stderr, "unknown scenario %s\n", what);
         return 2;
     }

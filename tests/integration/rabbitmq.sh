@@ -19,6 +19,11 @@
 #                           rmq_epmd_pid, rmq_node. Ports already set in those
 #                           variables are kept, so a restart comes back on the
 #                           same ones (and finds its database again).
+#                           With rmq_tls_dir set (a `uspsim certs` folder:
+#                           ca.pem, broker.pem, broker.key) the node also has
+#                           a STOMP TLS listener on rmq_stomps_port that
+#                           requires a client certificate from that CA
+#                           (verify_peer, fail_if_no_peer_cert).
 #   rmq_wait [S]            waits up to S seconds (default 30) until the STOMP
 #                           listener accepts; 0, or 1 with $rmq_why (the node
 #                           is then stopped)
@@ -113,6 +118,24 @@ rmq_launch() {
     [ -n "${rmq_amqp_port:-}" ] || rmq_amqp_port=$(rmq_free_port)
     [ -n "${rmq_dist_port:-}" ] || rmq_dist_port=$(rmq_free_port)
     [ -n "${rmq_epmd_port:-}" ] || rmq_epmd_port=$(rmq_free_port)
+    rmq_tls_conf=""
+    if [ -n "${rmq_tls_dir:-}" ]; then
+        [ -n "${rmq_stomps_port:-}" ] || rmq_stomps_port=$(rmq_free_port)
+        # The node's Erlang reads the PEM files itself: copies it can read.
+        mkdir -p "$rmq_dir/tls" &&
+            cp "$rmq_tls_dir/ca.pem" "$rmq_tls_dir/broker.pem" "$rmq_tls_dir/broker.key" \
+                "$rmq_dir/tls/" &&
+            chmod 644 "$rmq_dir/tls/"* || {
+            rmq_why="cannot copy the TLS files from $rmq_tls_dir"
+            return 1
+        }
+        rmq_tls_conf="stomp.listeners.ssl.1 = 127.0.0.1:$rmq_stomps_port
+ssl_options.cacertfile = $rmq_dir/tls/ca.pem
+ssl_options.certfile = $rmq_dir/tls/broker.pem
+ssl_options.keyfile = $rmq_dir/tls/broker.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = true"
+    fi
     # One node name per folder: a restart finds its own database again.
     [ -n "${rmq_node:-}" ] || rmq_node="usptest$rmq_stomp_port@localhost"
     cat >"$rmq_dir/rabbitmq.conf" <<EOF
@@ -121,6 +144,7 @@ stomp.listeners.tcp.1 = 127.0.0.1:$rmq_stomp_port
 loopback_users.guest = true
 log.file.level = info
 log.console = false
+$rmq_tls_conf
 EOF
     echo '[rabbitmq_stomp].' >"$rmq_dir/enabled_plugins"
     # Sourced by rabbitmq-env: nothing from /etc/rabbitmq.
@@ -160,8 +184,15 @@ rmq_wait() {
         return 1
     fi
     rmq_wait_port "$rmq_stomp_port" "$_rmq_limit" "$rmq_pid"
-    case $? in
+    _rmq_rc=$?
+    if [ $_rmq_rc -eq 0 ] && [ -n "${rmq_tls_dir:-}" ]; then
+        rmq_wait_port "$rmq_stomps_port" 10 "$rmq_pid"
+        _rmq_rc=$?
+        [ $_rmq_rc -eq 1 ] && _rmq_rc=3
+    fi
+    case $_rmq_rc in
     0) return 0 ;;
+    3) rmq_why="RabbitMQ did not accept STOMP over TLS on 127.0.0.1:$rmq_stomps_port: $(rmq_log)" ;;
     2) rmq_why="RabbitMQ exited while starting: $(rmq_log)" ;;
     *) rmq_why="RabbitMQ did not accept STOMP on 127.0.0.1:$rmq_stomp_port within $_rmq_limit s: $(rmq_log)" ;;
     esac

@@ -37,6 +37,14 @@
  *             CONNECTED of another version, and ignores the DISCONNECT.
  *   fake-notopic     neither subscribe-dest nor a configured destination:
  *             DISCONNECT, DOWN with reason no-topic, and a retry.
+ *   tls PORT CERTS OTHER  stomps:// to RabbitMQ's TLS listener (port PORT,
+ *             certificates from `uspsim certs` in CERTS; OTHER is a second
+ *             set from another CA): controller and agent exchange records
+ *             both ways, the agent's STOMPConnectRecord first; a client
+ *             whose certificate the broker does not trust is refused, and
+ *             so is a broker the client does not trust, each with a clear
+ *             detail (the URL host check is in tests/unit/test_tls_stream.c:
+ *             the broker listens on 127.0.0.1 only).
  *   fake-heartbeat   heart-beats of 500 ms each way: the client's EOLs come
  *             in time; when the fake goes silent the client drops it after
  *             twice the interval (reason keepalive).
@@ -1915,7 +1923,8 @@ static void check_config(void)
     cfg.eid = "proto::cfg";
     cfg.url = "stomps://127.0.0.1:61614";
     int rc = usp_mtp_conn_new(ctx, &cfg, &callbacks, NULL, &c, why, sizeof why);
-    CHECK(rc == USP_EPERM && !c && strstr(why, "TLS"), "stomps:// is refused for now: %s", why);
+    CHECK(rc == USP_EINVAL && !c && strstr(why, "CA file"),
+          "stomps:// without a CA, certificate and key is refused: %s", why);
     cfg.url = "stomp://127.0.0.1:61613";
     cfg.stomp.destination = "/queue/\xff\xfe";
     rc = usp_mtp_conn_new(ctx, &cfg, &callbacks, NULL, &c, why, sizeof why);
@@ -1930,6 +1939,121 @@ static void check_config(void)
           "all STOMP settings zero is a valid configuration, no local destination before UP");
     CHECK(c && usp_mtp_close(c, 0, NULL) == 0, "close before open is accepted");
     usp_mtp_conn_free(c);
+}
+
+/* ---- stomps:// ------------------------------------------------------------------ */
+
+static struct ep t_ctl, t_agent, t_bad[2];
+static bool t_got_connect, t_got_answer;
+static uint8_t t_rec[300];
+
+static void tls_stop(uv_timer_t *t)
+{
+    uv_stop(loop);
+}
+
+static void tls_ctl_record(struct ep *e, const uint8_t *rec, size_t len,
+                           const struct usp_mtp_rx *rx)
+{
+    struct usp_arena *a = usp_arena_new(4096);
+    UspRecord__Record *r = NULL;
+    struct usp_decode_err err;
+    (void)usp_record_decode(a, rec, len, &r, &err);
+    if (r && r->record_type_case == USP_RECORD__RECORD__RECORD_TYPE_STOMP_CONNECT) {
+        t_got_connect = true;
+        CHECK(rx->reply_to.to && strcmp(rx->reply_to.to, t_agent.dest) == 0,
+              "tls: the STOMPConnectRecord came over stomps:// with the agent's reply-to-dest");
+        /* Answer at the reply-to-dest. */
+        CHECK(usp_mtp_send(e->c, &rx->reply_to, t_rec, sizeof t_rec) == 0,
+              "tls: the controller answers over stomps://");
+    }
+    usp_arena_free(a);
+}
+
+static void tls_agent_record(struct ep *e, const uint8_t *rec, size_t len,
+                             const struct usp_mtp_rx *rx)
+{
+    t_got_answer = len == sizeof t_rec && memcmp(rec, t_rec, len) == 0;
+    CHECK(t_got_answer, "tls: the agent got the controller's %zu bytes intact", len);
+    uv_stop(loop);
+}
+
+static void tls_cfg(struct usp_mtp_config *cfg, const char *cadir, const char *dir,
+                    const char *name, char bufs[3][300])
+{
+    snprintf(bufs[0], 300, "%s/ca.pem", cadir);
+    snprintf(bufs[1], 300, "%s/%s.pem", dir, name);
+    snprintf(bufs[2], 300, "%s/%s.key", dir, name);
+    cfg->tls.ca_file = bufs[0];
+    cfg->tls.cert_file = bufs[1];
+    cfg->tls.key_file = bufs[2];
+}
+
+static void tls_run(uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, tls_stop, ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static int run_tls(const char *certs, const char *other)
+{
+    char url[80], files[4][3][300];
+    snprintf(url, sizeof url, "stomps://127.0.0.1:%d", port);
+    for (size_t i = 0; i < sizeof t_rec; i++)
+        t_rec[i] = (uint8_t)(i * 13);
+    struct usp_mtp_config cc, ac;
+    ep_config(&cc, &t_ctl, "tls-ctl", USP_MTP_CONTROLLER, url);
+    tls_cfg(&cc, certs, certs, "controller", files[0]);
+    ep_create(&t_ctl, &cc);
+    ep_config(&ac, &t_agent, "tls-agent", USP_MTP_AGENT, url);
+    ac.peer_eid = t_ctl.eid;
+    ac.peer_dest = t_ctl.dest;
+    tls_cfg(&ac, certs, certs, "agents/1", files[1]);
+    ep_create(&t_agent, &ac);
+    t_ctl.on_record = tls_ctl_record;
+    t_agent.on_record = tls_agent_record;
+    CHECK(usp_mtp_open(t_ctl.c) == 0 && usp_mtp_open(t_agent.c) == 0, "tls: open both");
+    tls_run(15000);
+    CHECK(t_ctl.ups == 1 && t_agent.ups == 1, "tls: both UP over stomps:// (%s / %s)",
+          t_ctl.states, t_agent.states);
+    CHECK(t_got_connect, "tls: the controller got the agent's STOMPConnectRecord");
+    CHECK(t_got_answer, "tls: records went both ways");
+    CHECK(t_ctl.downs == 0 && t_agent.downs == 0, "tls: nobody went DOWN");
+
+    /* Refusals: each client alone, until its first DOWN. */
+    const char *what[2] = {"a client certificate from a CA the broker does not trust",
+                           "a broker certificate from a CA the client does not trust"};
+    const char *want[2] = {"alert: tlsv1 alert unknown ca",
+                           "certificate did not verify: self-signed certificate in certificate chain"};
+    struct usp_mtp_config bc;
+    for (int i = 0; i < 2; i++) {
+        static const char *const names[2] = {"tls-bad-client", "tls-bad-broker"};
+        ep_config(&bc, &t_bad[i], names[i], USP_MTP_AGENT, url);
+        tls_cfg(&bc, i == 1 ? other : certs, i == 0 ? other : certs, "agents/1", files[2 + i]);
+        ep_create(&t_bad[i], &bc);
+        CHECK(usp_mtp_open(t_bad[i].c) == 0, "tls: open %s", what[i]);
+        for (int k = 0; k < 50 && t_bad[i].downs == 0 && t_bad[i].ups == 0; k++)
+            tls_run(100);
+        CHECK(t_bad[i].ups == 0 && t_bad[i].downs >= 1 && t_bad[i].reason == USP_MTP_R_REFUSED,
+              "tls: %s: refused (%s)", what[i], usp_mtp_reason_name(t_bad[i].reason));
+        CHECK(strstr(t_bad[i].down_detail, want[i]) != NULL, "tls: %s: the detail says \"%s\": %s",
+              what[i], want[i], t_bad[i].down_detail);
+        usp_mtp_conn_free(t_bad[i].c);
+    }
+    CHECK(usp_mtp_close(t_agent.c, 0, NULL) == 0 && usp_mtp_close(t_ctl.c, 0, NULL) == 0,
+          "tls: graceful closes");
+    for (int k = 0; k < 50 && (t_agent.closed == 0 || t_ctl.closed == 0); k++)
+        tls_run(100);
+    CHECK(t_agent.closed == 1 && t_ctl.closed == 1 && t_agent.reason == USP_MTP_R_CLOSED,
+          "tls: both CLOSED (%s / %s)", t_agent.states, t_ctl.states);
+    usp_mtp_conn_free(t_agent.c);
+    usp_mtp_conn_free(t_ctl.c);
+    usp_mtp_ctx_free(ctx);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -1963,6 +2087,8 @@ int main(int argc, char **argv)
         run_errors(argc > 3 ? atoi(argv[3]) : 1);
     } else if (strcmp(what, "scale") == 0) {
         run_scale(argc > 3 ? atoi(argv[3]) : 1000);
+    } else if (strcmp(what, "tls") == 0 && argc > 4) {
+        run_tls(argv[3], argv[4]);
     } else if (strcmp(what, "fake-wire") == 0) {
         run_fake_wire();
     } else if (strcmp(what, "fake-errors") == 0) {

@@ -23,6 +23,13 @@
 #              drives mosquitto_loop_misc), then DOWN with reason keepalive.
 #   unused     nothing listens: DOWN with reason connect, back-off between tries.
 #   scale      1000 agents (half bound to 127.0.0.2): one fd per connection.
+#   mqtts      a second mosquitto with TLS listeners (require_certificate) and
+#              certificates from `uspsim certs`: exchange v5 and 3.1.1 and
+#              3 MB records each way over TLS, idle without spinning; refused:
+#              a client certificate from an unknown CA (broker side), a broker
+#              from another CA, a broker certificate that does not name the
+#              URL's host (IP and name), a fake server that never answers the
+#              ClientHello (timeout, no spinning); 200 agents over TLS.
 # Usage: sh tests/integration/test-mqtt-mtp.sh BUILD
 # Prints one line per check; "mqtt-mtp: N passed, M failed"; non-zero on failure.
 set -u
@@ -48,8 +55,11 @@ command -v mosquitto_sub >/dev/null 2>&1 || fail_setup "mosquitto_sub is missing
 pkg-config --exists libmosquitto || fail_setup "libmosquitto is missing (Debian: libmosquitto-dev)"
 [ -x "$py" ] || fail_setup "$py is missing"
 
+[ -x "$build/uspsim" ] || fail_setup "no $build/uspsim (for test certificates): build it first"
+
 tmp=$(mktemp -d) || fail_setup "mktemp failed"
 broker_pid=""
+tls_broker_pid=""
 tap_pid=""
 fake_pid=""
 stop_pid() {
@@ -62,6 +72,7 @@ cleanup() {
     stop_pid "$tap_pid"
     stop_pid "$fake_pid"
     stop_pid "$broker_pid"
+    stop_pid "$tls_broker_pid"
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -510,5 +521,98 @@ run scale-1000 "$drv" scale "$port" 1000
 
 stop_pid "$broker_pid"
 broker_pid=""
+
+# ---- mqtts ----
+"$build/uspsim" certs --out "$tmp/pki" --agents 2 --controller-id proto::ctl-v5 >"$tmp/certs.log" 2>&1 &&
+    "$build/uspsim" certs --out "$tmp/pki2" --agents 1 >>"$tmp/certs.log" 2>&1 ||
+    fail_setup "uspsim certs failed: $(tail -n 3 "$tmp/certs.log")"
+tp1=$(free_port)
+tp2=$(free_port)
+tp3=$(free_port)
+while [ "$tp2" = "$tp1" ]; do tp2=$(free_port); done
+while [ "$tp3" = "$tp1" ] || [ "$tp3" = "$tp2" ]; do tp3=$(free_port); done
+pki=$tmp/pki
+# As root, mosquitto would become user "mosquitto", who cannot read the
+# keys in our private temporary folder: it stays who we are.
+cat >"$tmp/mosquitto-tls.conf" <<EOF
+user $(id -un)
+allow_anonymous true
+persistence false
+log_dest file $tmp/tls-broker.log
+log_type all
+set_tcp_nodelay true
+# The broker's own certificate from our CA; clients must present one too.
+listener $tp1 127.0.0.1
+cafile $pki/ca.pem
+certfile $pki/broker.pem
+keyfile $pki/broker.key
+require_certificate true
+# A certificate from our CA that names neither 127.0.0.1 nor localhost.
+listener $tp2 127.0.0.1
+cafile $pki/ca.pem
+certfile $pki/agents/2.pem
+keyfile $pki/agents/2.key
+require_certificate true
+# A broker certificate from another CA.
+listener $tp3 127.0.0.1
+cafile $pki/ca.pem
+certfile $tmp/pki2/broker.pem
+keyfile $tmp/pki2/broker.key
+require_certificate true
+EOF
+"$mosq" -c "$tmp/mosquitto-tls.conf" >>"$tmp/tls-broker.out" 2>&1 &
+tls_broker_pid=$!
+for p in $tp1 $tp2 $tp3; do
+    wait_port "$p" || fail_setup "mosquitto (TLS) did not accept on port $p: $(tail -n 5 "$tmp/tls-broker.out" "$tmp/tls-broker.log" 2>/dev/null)"
+done
+say "mosquitto with TLS on 127.0.0.1:$tp1 (ours), :$tp2 (wrong name), :$tp3 (other CA), pid $tls_broker_pid"
+
+run mqtts-exchange-v5 env MQTT_TLS_DIR="$pki" "$drv" exchange "$tp1" 5 1
+run mqtts-exchange-v311 env MQTT_TLS_DIR="$pki" "$drv" exchange "$tp1" 4 1
+run mqtts-bulk env MQTT_TLS_DIR="$pki" "$drv" tls-bulk "$tp1" 5
+run mqtts-client-unknown-ca env MQTT_TLS_DIR="$pki" MQTT_TLS_CERT="$tmp/pki2/agents/1" \
+    "$drv" tls-refused "$tp1" "TLS handshake with 127.0.0.1 port $tp1 failed: "
+# Its words: "tlsv1 alert unknown ca (sent by the broker: did it refuse our
+# certificate?)" when the alert is read, or, when the broker's close comes
+# first, "the connection ended during or right after the handshake ...".
+check mqtts-client-unknown-ca-words grep -q "refuse our certificate" "$tmp/mqtts-client-unknown-ca.out"
+check mqtts-broker-refused-the-client-certificate \
+    grep -q "certificate verify failed" "$tmp/tls-broker.log"
+run mqtts-broker-other-ca env MQTT_TLS_DIR="$pki" "$drv" tls-refused "$tp3" \
+    "the broker's certificate did not verify: unable to get local issuer certificate"
+run mqtts-host-mismatch-ip env MQTT_TLS_DIR="$pki" "$drv" tls-refused "$tp2" \
+    "the broker's certificate did not verify: IP address mismatch"
+run mqtts-host-mismatch-name env MQTT_TLS_DIR="$pki" MQTT_TLS_HOST=localhost "$drv" tls-refused \
+    "$tp2" "the broker's certificate did not verify: hostname mismatch"
+run mqtts-trusted-name env MQTT_TLS_DIR="$pki" MQTT_TLS_HOST=localhost "$drv" tls-bulk "$tp1"
+
+# A fake server (deliberately broken): accepts and never answers the ClientHello.
+cat >"$tmp/silent.py" <<'EOF'
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(5)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+s.settimeout(15)
+c, _ = s.accept()
+time.sleep(6)
+EOF
+rm -f "$tmp/silent.port"
+"$py" "$tmp/silent.py" "$tmp/silent.port" >/dev/null 2>&1 &
+fake_pid=$!
+i=0
+while [ ! -s "$tmp/silent.port" ] && [ $i -lt 100 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+run mqtts-silent-server env MQTT_TLS_DIR="$pki" "$drv" tls-stall "$(cat "$tmp/silent.port" 2>/dev/null || echo 1)"
+stop_pid "$fake_pid"
+fake_pid=""
+
+run mqtts-scale-200 env MQTT_TLS_DIR="$pki" "$drv" scale "$tp1" 200
+
+stop_pid "$tls_broker_pid"
+tls_broker_pid=""
 say "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

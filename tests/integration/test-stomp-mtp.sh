@@ -20,6 +20,10 @@
 #                   RabbitMQ rejects, no destination, "localhost", no listener.
 #   reconnect       RabbitMQ killed and restarted: both come back within
 #                   their back-off; a new STOMPConnectRecord; exchange again.
+#   tls             stomps:// to RabbitMQ's TLS STOMP listener (client
+#                   certificate required): records both ways; an untrusted
+#                   client certificate and an untrusted broker, each refused
+#                   with the TLS reason in the detail.
 #   scale-1000      1000 agents from one process: time, fds and memory.
 # The fake scenarios run while RabbitMQ boots.
 # Usage: sh tests/integration/test-stomp-mtp.sh BUILD
@@ -57,6 +61,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+
+# Certificates for stomps:// (uspsim certs: broker.pem names localhost and
+# 127.0.0.1), and a second set from another CA that nobody trusts.
+[ -x "$build/uspsim" ] || fail_setup "no $build/uspsim: build it first (make BUILD=$build)"
+"$build/uspsim" certs --out "$tmp/certs" --agents 1 >"$tmp/certs.out" 2>&1 &&
+    "$build/uspsim" certs --out "$tmp/other" --agents 1 >>"$tmp/certs.out" 2>&1 ||
+    fail_setup "uspsim certs failed: $(tail -n 3 "$tmp/certs.out")"
+rmq_tls_dir="$tmp/certs"
 
 # The broker boots (about 5 s) while the driver is built and the fake
 # scenarios run.
@@ -117,6 +129,7 @@ port=$rmq_stomp_port
 say "RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null) STOMP on 127.0.0.1:$port (node pid $rmq_pid, epmd pid $rmq_epmd_pid), up $(($(date +%s) - t0)) s after the start"
 
 run exchange "$drv" exchange "$port"
+run tls "$drv" tls "$rmq_stomps_port" "$tmp/certs" "$tmp/other"
 run errors "$drv" errors "$port" "$(rmq_free_port)"
 
 # ---- the broker dies and comes back on the same ports ----

@@ -1,6 +1,6 @@
 /* Message Transfer Protocols: the transports that carry USP Records between
- * endpoints (TR-369 "Message Transfer Protocols"). Every binding (MQTT now;
- * STOMP, WebSocket and UNIX domain sockets later) sits behind one interface,
+ * endpoints (TR-369 "Message Transfer Protocols"). Every binding (MQTT,
+ * STOMP, WebSocket, UNIX domain sockets, legacy CoAP) sits behind one interface,
  * the same for Agents and Controllers: a connection object per endpoint and
  * broker or peer, created from a URL and a configuration, that sends and
  * receives opaque Record bytes and reports its state. A fault-injection layer
@@ -261,6 +261,11 @@ struct usp_mtp_coap_config {
      * where peers POST records and which goes out as the reply-to
      * Uri-Query; NULL: the binding's default (see usp/mtp_coap.h). */
     const char *local_url;
+    /* RFC 7252 ACK_TIMEOUT in ms (0: 2000; 1000-60000, values outside
+     * are clamped) and MAX_RETRANSMIT (0: 4): how soon an unanswered
+     * Record counts as failed. */
+    uint32_t ack_timeout_ms;
+    uint32_t max_retransmit;
 };
 
 struct usp_mtp_config {
@@ -346,7 +351,12 @@ struct usp_mtp_conn {
  * inside the binding's own calls into libmosquitto, where they refuse
  * libmosquitto's per-client wake-up socketpair (2 more descriptors per
  * client, unused with an external loop) and set IP_BIND_ADDRESS_NO_PORT
- * before binding a source address. TLS (mqtts://) is not supported yet. */
+ * before binding a source address. mqtts:// uses cfg->tls [R-MTP.1]: one
+ * client SSL_CTX per context and CA file (mtp__tls_ctx) handed to
+ * libmosquitto, the own certificate loaded into each connection's SSL, the
+ * broker's certificate checked against the URL's host; a failed handshake
+ * gives DOWN (reason connect) with OpenSSL's reason in the detail. TLS adds
+ * about 36 KB per connected agent (tests/integration/test-mqtt-mtp.sh). */
 extern const struct usp_mtp_ops usp_mtp_mqtt_ops;
 
 /* Registers a binding under ops->name and runs its global_init. Call before
@@ -416,7 +426,8 @@ const char *usp_mtp_reason_name(enum usp_mtp_reason r);
 
 /* ---- Listeners: the accepting side of point-to-point bindings ------------
  *
- * WebSocket (and later UNIX domain socket) sessions are point to point: one
+ * WebSocket, UNIX domain socket (usp/mtp_uds.h) and CoAP (usp/mtp_coap.h)
+ * sessions are point to point: one
  * endpoint listens and accepts, the other connects with usp_mtp_conn_new.
  * A listener is made from a configuration like a connection: its URL names
  * what to bind (ws://127.0.0.1:8080/usp: numeric address, port, resource
@@ -617,8 +628,9 @@ extern const struct usp_mtp_ext_ops usp_mtp_ws_ext_ops;
  * ServerRetryMaxInterval: attempt n waits a random time between 0 and
  * m * (k/1000)^(n-1) seconds (n capped at 10), at most retry_max_s. Costs
  * per connection: one file descriptor; memory, see
- * tests/integration/test-stomp-mtp.sh. TLS (stomps://) is not supported
- * yet (USP_EPERM). */
+ * tests/integration/test-stomp-mtp.sh. stomps:// runs TLS
+ * (lib/tls_stream.c) under the frames: the broker's certificate is checked
+ * against tls.ca_file and the URL's host, our own certificate is sent. */
 extern const struct usp_mtp_ops usp_mtp_stomp_ops;
 
 /* A destination for an endpoint on a broker such as RabbitMQ, where
