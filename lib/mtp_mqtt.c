@@ -63,8 +63,44 @@
 enum {
     HOOK_NO_PAIR = 1u << 0,
     HOOK_BIND_NO_PORT = 1u << 1,
+    HOOK_READ_AHEAD = 1u << 2,
 };
 static _Thread_local unsigned hook_flags;
+
+/* Reading ahead. libmosquitto reads a packet with one read() for the fixed
+ * header's first byte, one per byte of the remaining length and one for
+ * the rest: 3-4 system calls per packet, and one more that finds the socket
+ * empty. While this binding has mosquitto_loop_read read a plain (not TLS)
+ * socket, read() on that socket is served from a per-thread buffer filled
+ * with one system call, and the binding calls mosquitto_loop_read again
+ * until the buffer is used up, so nothing stays in it once that socket's
+ * turn is over (what is left when the connection fails is dropped with
+ * it). Everywhere else read() is the system call. */
+#define READ_AHEAD_SIZE 16384
+static _Thread_local struct {
+    int fd; /* the socket being read, with HOOK_READ_AHEAD */
+    uint32_t off, len;
+    uint8_t buf[READ_AHEAD_SIZE];
+} ra;
+
+ssize_t read(int fd, void *dst, size_t n)
+{
+    if (!(hook_flags & HOOK_READ_AHEAD) || fd != ra.fd || n == 0)
+        return syscall(SYS_read, fd, dst, n);
+    if (ra.off == ra.len) {
+        ssize_t r = syscall(SYS_read, fd, ra.buf, sizeof ra.buf);
+        if (r <= 0)
+            return r;
+        ra.off = 0;
+        ra.len = (uint32_t)r;
+    }
+    size_t k = ra.len - ra.off;
+    if (k > n)
+        k = n;
+    memcpy(dst, ra.buf + ra.off, k);
+    ra.off += (uint32_t)k;
+    return (ssize_t)k;
+}
 
 int socketpair(int domain, int type, int protocol, int sv[2])
 {
@@ -972,9 +1008,10 @@ static int make_mosq(struct mqtt_conn *m)
                      : m->version == USP_MQTT_V311 ? m->eid
                      : m->assigned_id              ? m->assigned_id
                                                    : NULL;
-    hook_flags = HOOK_NO_PAIR;
+    unsigned outer_hooks = hook_flags; /* we may be inside another connection's read */
+    hook_flags = outer_hooks | HOOK_NO_PAIR;
     m->mosq = mosquitto_new(id, true, m);
-    hook_flags = 0;
+    hook_flags = outer_hooks;
     if (!m->mosq)
         return errno == ENOMEM ? USP_ENOMEM : USP_EINVAL;
     mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION,
@@ -1007,10 +1044,10 @@ static int make_mosq(struct mqtt_conn *m)
         rc = mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "usp-endpoint-id",
                                                 m->eid);
     if (rc == MOSQ_ERR_SUCCESS) {
-        hook_flags = HOOK_NO_PAIR;
+        hook_flags = outer_hooks | HOOK_NO_PAIR;
         rc = mosquitto_connect_bind_v5(m->mosq, "/dev/null/uspsim-no-such-socket", 0, m->keepalive,
                                        NULL, props);
-        hook_flags = 0;
+        hook_flags = outer_hooks;
         /* Expected: MOSQ_ERR_ERRNO (ENOTDIR); the properties are kept. */
         rc = rc == MOSQ_ERR_ERRNO ? MOSQ_ERR_SUCCESS : rc ? rc : MOSQ_ERR_UNKNOWN;
     }
@@ -1032,12 +1069,13 @@ static void connect_to(struct mqtt_conn *m, const char *addr)
     m->tls_hs = m->rd_wants_write = m->ww_stale = false;
     struct mqtt_conn *outer = tls_conn;
     tls_conn = m; /* the first SSL_connect runs inside (see "TLS") */
-    hook_flags = HOOK_NO_PAIR | (m->bind ? HOOK_BIND_NO_PORT : 0);
+    unsigned outer_hooks = hook_flags;
+    hook_flags = outer_hooks | HOOK_NO_PAIR | (m->bind ? HOOK_BIND_NO_PORT : 0);
     errno = 0;
     ERR_clear_error();
     rc = mosquitto_connect_bind_async(m->mosq, addr, m->port, m->keepalive, m->bind);
     int err = errno;
-    hook_flags = 0;
+    hook_flags = outer_hooks;
     tls_conn = outer;
     if (rc == MOSQ_ERR_TLS) {
         /* The handshake failed at once; libmosquitto freed the SSL. */
@@ -1162,6 +1200,28 @@ static void fire_keepalive(struct usp_tw_entry *t, uint64_t now_ms)
     leave(m);
 }
 
+/* mosquitto_loop_read with reading ahead (see read() above): again while
+ * what one system call brought is not used up. */
+static int read_ahead(struct mqtt_conn *m)
+{
+    int fd = mosquitto_socket(m->mosq);
+    unsigned saved = hook_flags;
+    int saved_fd = ra.fd;
+    ra.fd = fd;
+    ra.off = ra.len = 0;
+    int rc;
+    do {
+        hook_flags = saved | HOOK_READ_AHEAD;
+        rc = mosquitto_loop_read(m->mosq, 1);
+        hook_flags = saved;
+        /* The record callback may have closed or replaced the socket. */
+    } while (rc == MOSQ_ERR_SUCCESS && ra.off < ra.len && !m->lost && m->mosq &&
+             mosquitto_socket(m->mosq) == fd);
+    ra.off = ra.len = 0;
+    ra.fd = saved_fd;
+    return rc;
+}
+
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     struct mqtt_conn *m = p->data;
@@ -1186,7 +1246,21 @@ static void on_poll(uv_poll_t *p, int status, int events)
         }
     } else {
         bool rd = (events & UV_READABLE) || ((events & UV_WRITABLE) && m->rd_wants_write);
-        if (rd) {
+        if (rd && !m->tls) {
+            rc = read_ahead(m);
+            if (rc != MOSQ_ERR_SUCCESS && !m->lost)
+                lost(m, USP_MTP_R_LOST, rc);
+            /* What the callbacks queued (libmosquitto does not write from
+             * inside them: PUBACKs, answers) goes now, while the socket
+             * is surely writable, instead of after a round of polling for
+             * it: two epoll_ctl calls and a wake-up fewer per answer. */
+            if (!m->lost && !m->dead && m->mosq && !(events & UV_WRITABLE) &&
+                mosquitto_want_write(m->mosq)) {
+                rc = mosquitto_loop_write(m->mosq, 1);
+                if (rc != MOSQ_ERR_SUCCESS && !m->lost)
+                    lost(m, USP_MTP_R_LOST, rc);
+            }
+        } else if (rd) {
             rc = mosquitto_loop_read(m->mosq, 1);
             if (rc != MOSQ_ERR_SUCCESS && !m->lost)
                 lost(m, USP_MTP_R_LOST, rc);
