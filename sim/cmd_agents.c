@@ -580,7 +580,8 @@ static int build_profile(const struct agents_opts *o, const char *path, const st
     fprintf(f, "Device.MQTT.Client.1.ProtocolVersion = \"%s\"\n",
             !strcmp(o->mqtt_version, "5") ? "5.0" : "3.1.1");
     struct usp_mtp_url u;
-    if (fl->nbrokers == 1 && usp_mtp_url_parse(fl->brokers[0], &u, NULL, 0) == 0) {
+    if (!strcmp(fl->binding, "mqtt") && fl->nbrokers == 1 &&
+        usp_mtp_url_parse(fl->brokers[0], &u, NULL, 0) == 0) {
         fprintf(f, "Device.MQTT.Client.1.BrokerAddress = \"%s\"\n", u.host);
         fprintf(f, "Device.MQTT.Client.1.BrokerPort = %u\n", (unsigned)u.port);
     }
@@ -680,9 +681,13 @@ int sim_cmd_agents(int argc, char **argv)
     f->binding = mc.binding;
     f->p2p = !mc.brokered;
     f->listen = o.mtp.listen;
+    if (!strcmp(mc.binding, "coap")) {
+        f->usp_version = "1.2";
+        f->versions = "1.0,1.1,1.2";
+    }
     f->tls = mc.tls_cfg;
     f->max_record = (uint32_t)o.mtp.max_record;
-    if (f->listen) {
+    if (f->listen && strcmp(mc.binding, "coap") != 0) {
         char u1[512], u2[512];
         if (sim_template_expand(f->listen, o.first_index, "x", u1, sizeof u1) != 0 ||
             sim_template_expand(f->listen, o.first_index + o.count - 1, "x", u2, sizeof u2) != 0)

@@ -1221,6 +1221,9 @@ int ctl_init(struct sim_ctl *c, uv_loop_t *loop, const struct ctl_conf *conf, co
     cfg.eid = conf->eid;
     cfg.url = url;
     cfg.tls = conf->tls;
+    bool coap = !strcmp(conf->binding, "coap");
+    if (coap)
+        cfg.usp_version = "1.2"; /* legacy: Records declare 1.0-1.2 */
     if (conf->max_record)
         cfg.max_record = conf->max_record;
     cfg.mqtt.version = conf->mqtt_version;
@@ -1242,7 +1245,10 @@ int ctl_init(struct sim_ctl *c, uv_loop_t *loop, const struct ctl_conf *conf, co
         if (!conf->quiet)
             fprintf(stderr, "uspsim controller: listening at %s (agents: --controller %s)\n",
                     conf->listen, conf->listen);
-        return 0;
+        if (!coap || !conf->nagent_urls)
+            return 0;
+        /* CoAP: connections to agents answer to our own server. */
+        cfg.coap.local_url = NULL; /* the listener's */
     }
     if (conf->nagent_urls > 1) {
         c->xconns = calloc(conf->nagent_urls - 1, sizeof *c->xconns);

@@ -46,6 +46,10 @@ struct sim_fleet {
     /* TLS files; cert_file and key_file are templates ({n}, {n:0W}, {eid}). */
     struct usp_mtp_tls_config tls;
     uint32_t max_record; /* 0: the binding's default */
+    /* CoAP (legacy): Records declare 1.2, agents offer 1.0-1.2; `listen`
+     * is then each worker's CoAP server (its port plus the worker's number),
+     * with a resource /e/<eid> per agent. NULL/NULL otherwise. */
+    const char *usp_version, *versions;
     /* E2E sessions with the controller: SessionMode Forbid (the default)
      * answers session Records with Disconnect 7106 (R-E2E.6a). */
     struct usp_e2e_cfg e2e;

@@ -119,7 +119,21 @@ int sim_mtp_choose(const struct sim_mtp_opts *o, const char *const *brokers, uns
                      b, peer_word);
             return -1;
         }
-        if (!!o->listen == !!npeers) {
+        if (!strcmp(b, "coap")) {
+            /* Every CoAP endpoint is a server as well: peers answer to it. */
+            if (!o->listen) {
+                snprintf(why, whylen,
+                         "coap needs --listen coap(s)://ADDR:PORT, the endpoint's own CoAP server "
+                         "(peers POST their Records there)%s",
+                         agent_files ? ", and --controller URL" : "");
+                return -1;
+            }
+            if (agent_files && !npeers) {
+                snprintf(why, whylen, "coap agents need --controller coap(s)://HOST:PORT/e/EID "
+                                      "besides --listen");
+                return -1;
+            }
+        } else if (!!o->listen == !!npeers) {
             snprintf(why, whylen, "%s needs either --listen URL (accept) or %s URL (connect)", b,
                      peer_word);
             return -1;

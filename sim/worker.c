@@ -19,6 +19,7 @@
 #include "fleet.h"
 #include "usp/codec.h"
 #include "usp/handler.h"
+#include "usp/mtp_coap.h"
 #include "usp/notify.h"
 #include "usp/timerwheel.h"
 
@@ -411,7 +412,7 @@ static int notify_send_plain(struct sim_agent *ag, const char *dest,
 {
     UspRecord__Record rec = USP_RECORD__RECORD__INIT;
     UspRecord__NoSessionContextRecord nsc = USP_RECORD__NO_SESSION_CONTEXT_RECORD__INIT;
-    rec.version = (char *)USP_VERSION_DEFAULT;
+    rec.version = (char *)(ag->w->f->usp_version ? ag->w->f->usp_version : USP_VERSION_DEFAULT);
     rec.to_id = (char *)out->to_eid;
     rec.from_id = ag->eid;
     rec.record_type_case = USP_RECORD__RECORD__RECORD_TYPE_NO_SESSION_CONTEXT;
@@ -650,8 +651,9 @@ static void on_record(struct usp_mtp_conn *c, const uint8_t *bytes, size_t len,
     }
     if (resp->body && resp->body->msg_body_case == USP__BODY__MSG_BODY_ERROR)
         w->st.errors_sent++;
-    const char *version =
-        usp_version_supported(rx.rec->version) ? rx.rec->version : USP_VERSION_DEFAULT;
+    const char *version = usp_version_supported(rx.rec->version) ? rx.rec->version
+                          : w->f->usp_version                      ? w->f->usp_version
+                                                                   : USP_VERSION_DEFAULT;
     send_msg(ag, rx.rec->from_id, version, dest, resp);
 }
 
@@ -762,6 +764,7 @@ static void other_cfg(struct sim_agent *ag, struct usp_mtp_config *cfg, char *de
     usp_mtp_config_init(cfg);
     cfg->role = USP_MTP_AGENT;
     cfg->eid = ag->eid;
+    cfg->usp_version = f->usp_version;
     cfg->keepalive_s = f->keepalive;
     if (f->max_record)
         cfg->max_record = f->max_record;
@@ -779,14 +782,48 @@ static void other_cfg(struct sim_agent *ag, struct usp_mtp_config *cfg, char *de
     }
 }
 
+/* CoAP: the agent's own resource on its worker's server (the --listen
+ * port plus the worker's number), and the controller's resource when the
+ * URL names none. */
+static int coap_urls(struct sim_agent *ag, const char *ctl_url, const char *ctl_eid, char *local,
+                     char *peer, size_t len)
+{
+    struct sim_worker *w = ag->w;
+    struct usp_mtp_url u;
+    char res[600];
+    if (usp_mtp_url_parse(w->f->listen, &u, NULL, 0) != 0)
+        return USP_EINVAL;
+    usp_mtp_coap_resource_path(ag->eid, res, sizeof res);
+    int n = snprintf(local, len, u.host_kind == USP_MTP_HOST_IPV6 ? "%s://[%s]:%u%s" : "%s://%s:%u%s",
+                     u.scheme, u.host, (unsigned)(u.port + w->id), res);
+    if (n < 0 || (size_t)n >= len || usp_mtp_url_parse(ctl_url, &u, NULL, 0) != 0)
+        return USP_EINVAL;
+    if (u.path[0] && strcmp(u.path, "/")) {
+        snprintf(peer, len, "%s", ctl_url);
+        return 0;
+    }
+    usp_mtp_coap_resource_path(ctl_eid, res, sizeof res);
+    n = snprintf(peer, len, u.host_kind == USP_MTP_HOST_IPV6 ? "%s://[%s]:%u%s" : "%s://%s:%u%s",
+                 u.scheme, u.host, (unsigned)u.port, res);
+    return n < 0 || (size_t)n >= len ? USP_EINVAL : 0;
+}
+
 static int agent_connect_other(struct sim_agent *ag, bool boot)
 {
     struct sim_worker *w = ag->w;
     const struct sim_fleet *f = w->f;
     struct usp_mtp_config cfg;
-    char dest[256], ctl_eid[256], cert[512], key[512];
+    char dest[256], ctl_eid[256], cert[512], key[512], local[700], peer[700];
     other_cfg(ag, &cfg, dest, sizeof dest, ctl_eid, sizeof ctl_eid);
     cfg.url = f->brokers[ag->dm.index % f->nbrokers];
+    if (!strcmp(f->binding, "coap")) {
+        if (coap_urls(ag, cfg.url, cfg.peer_eid, local, peer, sizeof local) != 0) {
+            fprintf(stderr, "uspsim agents: %s: cannot make its CoAP URLs\n", ag->eid);
+            return USP_EINVAL;
+        }
+        cfg.url = peer;
+        cfg.coap.local_url = local;
+    }
     if (f->p2p)
         cfg.peer_dest = cfg.url;
     if (strcmp(f->binding, "uds") != 0)
@@ -952,7 +989,7 @@ static bool broker_changed(const struct usp_dm_agent *dm, const char *host)
 static void reconnect_now(struct sim_agent *ag)
 {
     struct sim_restart *r = ag->restart;
-    if (ag->w->f->listen) {
+    if (ag->w->f->listen && strcmp(ag->w->f->binding, "coap") != 0) {
         /* It accepts its controller: Boot! goes once the controller is back. */
         if (!(r && r->reconnect_only))
             ag->flags |= AG_BOOT_DUE;
@@ -981,7 +1018,7 @@ static int agent_start(struct sim_worker *w, struct sim_agent *ag, uint64_t inde
     usp_dm_agent_init(&ag->dm, w->f->model, index, ag->eid, (int64_t)time(NULL));
     ag->flags |= AG_STARTED;
     w->st.started++;
-    if (w->f->listen)
+    if (w->f->listen && strcmp(w->f->binding, "coap") != 0)
         return agent_listen(ag, (uint64_t)(ag - w->agents));
     return agent_connect(ag, true);
 }
@@ -1172,7 +1209,8 @@ int sim_worker_main(const struct sim_fleet *f, unsigned worker, uint64_t first, 
     w->agents = calloc(n ? n : 1, sizeof *w->agents);
     if (!w->mtp || !w->arena || !w->agents)
         goto out_loop;
-    if (f->listen && !(w->listeners = calloc(n ? n : 1, sizeof *w->listeners)))
+    if (f->listen && strcmp(f->binding, "coap") != 0 &&
+        !(w->listeners = calloc(n ? n : 1, sizeof *w->listeners)))
         goto out_loop;
     w->env = (struct usp_agent_env){
         .ctx = w,
@@ -1180,12 +1218,14 @@ int sim_worker_main(const struct sim_fleet *f, unsigned worker, uint64_t first, 
         .emit = env_emit,
         .schedule = env_schedule,
         .reply = env_reply,
+        .versions = f->versions,
     };
     struct usp_notify_cfg nc = {
         .tw = w->tw.tw,
         .send = notify_send,
         .ctx = w,
         .seed = first * 2654435761u + worker,
+        .versions = f->versions,
     };
     if (usp_notifier_new(&nc, &w->notifier) != 0)
         goto out_loop;
