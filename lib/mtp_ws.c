@@ -1,8 +1,8 @@
 /* The WebSocket binding (TR-369 "WebSocket Binding", R-WS.*) on
  * libwebsockets 4.1 driven by the caller's libuv loop: each struct
  * usp_mtp_ctx gets one lws_context made on its loop as a foreign loop, with
- * one client vhost for every outgoing session and one server vhost for the
- * sessions every listener accepts.
+ * one client vhost for every outgoing ws:// session and one server vhost
+ * for the sessions every ws:// listener accepts (wss:// below).
  * Deadlines (connect timeout, back-off, keepalive pings, close timeout) sit
  * on the context's timer wheel like the MQTT binding's; libwebsockets' own
  * idle checks are switched off. Host names are resolved with
@@ -51,11 +51,34 @@
  * a loss found on the way is settled by the outermost frame, or from the
  * loop when that frame is a call into this API, so that callbacks never run
  * inside the caller's own call; a free inside a callback is finished by the
- * outermost frame. */
+ * outermost frame.
+ *
+ * wss:// (TLS helpers and vhosts in mtp_ws_tls.c): a client connection uses
+ * the context's TLS client vhost for its CA file (LCCSCF_USE_SSL); its own
+ * certificate goes onto its SSL, and the server's name is checked, from
+ * LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION, the first point
+ * where lws 4.1 shows us the SSL of a client connection. A wss listener
+ * adopts its sockets onto a TLS server vhost of its set of files
+ * (LWS_ADOPT_ALLOW_SSL); the Endpoint IDs of the client's certificate are
+ * read when the upgrade request is checked. Two more defects of lws 4.1
+ * matter here: its server-side verify callback accepts whatever our
+ * LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION returns, also for
+ * a certificate OpenSSL refused, so that callback must return 1 then; and
+ * it moves an accepted SSL to the "first vhost on the port" when the SNI
+ * name matches no vhost name, and adopted sockets all share one port, so
+ * its SNI callback is removed from our server SSL_CTXs (mtp_ws_tls.c). A
+ * third is known, not worked around: every lws_context made with
+ * LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT takes a new process-wide SSL ex-data
+ * index for its wsi, so a context created on another worker thread while a
+ * handshake is running makes that handshake fail its verification (it
+ * then retries after the back-off). */
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -67,6 +90,7 @@
 #include "mtp_int.h"
 #include "usp/arena.h"
 #include "usp/codec.h"
+#include "usp/tls.h"
 
 /* Bytes libwebsockets reads of a frame per callback; it allocates this per
  * session, so it is kept small: longer messages come in pieces and are
@@ -94,6 +118,7 @@ struct ws_shared {
     struct lws_context *lws;
     struct lws_vhost *client_vh;
     struct lws_vhost *server_vh; /* accepted sockets of every listener; made at first listen */
+    struct ws_tls_vh *tls_vhs;   /* wss:// vhosts, see mtp_ws_tls.c */
     uv_timer_t later;            /* destroys the lws_context from the loop */
     struct lws *cb_wsi;          /* the wsi whose callback is running, if any */
     struct ws_conn **tab;        /* sessions by pair of Endpoint IDs [R-WS.4] */
@@ -114,6 +139,30 @@ struct ws_link {
 };
 
 static struct ws_link closing_mark = {LINK_CLOSING};
+
+/* ---- TLS helpers (mtp_ws_tls.c, see its top comment) ----------------------- */
+
+struct ws_tls_vh;
+/* The vhost for wss:// clients (server false: keyed on the CA file and
+ * flags, our own SSL_CTX without a certificate) or for wss:// listeners
+ * (keyed on CA, certificate, key and flags), made once per context and
+ * kept on `list` until the lws_context is gone. 0, or an error with `why`. */
+int mtp__ws_tls_vhost(struct lws_context *lws, struct ws_tls_vh **list, bool server,
+                      const struct usp_mtp_tls_config *tls, const struct lws_protocols *protocols,
+                      const lws_retry_bo_t *policy, struct lws_vhost **out, char *why,
+                      size_t whylen);
+/* Frees the list and our SSL_CTXs, once the lws_context is freed. */
+void mtp__ws_tls_vhosts_free(struct ws_tls_vh *list);
+/* LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: 0 or 1 (fail). */
+int mtp__ws_tls_server_ctx_setup(SSL_CTX *sc);
+/* LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION of a client: sets
+ * our certificate on the SSL at the first call (*set_up), keeps the first
+ * verification error in *verify_err, checks the leaf against `host`. 0 to
+ * go on, 1 to fail the handshake (`why` is set when our own files could
+ * not be loaded). */
+int mtp__ws_tls_client_verify(X509_STORE_CTX *x, SSL *ssl, int preverify_ok, const char *host,
+                              const char *cert_file, const char *key_file, bool *set_up,
+                              int *verify_err, char *why, size_t whylen);
 
 /* The close opcode for lws_write: libwebsockets 4.1 uses it internally and
  * leaves it out of enum lws_write_protocol (between CONTINUATION = 2 ... and
@@ -163,6 +212,14 @@ struct ws_conn {
     struct ws_listener *lis;        /* accepted: its listener, until that closes */
     struct ws_conn *lnext, **lprev; /* in the listener's sessions */
     struct ws_conn *hnext;          /* in the R-WS.4 table */
+    /* wss://: the vhost of our connections (NULL: the plain client vhost),
+     * our certificate, what the peer's certificate authenticates (while
+     * the session is up), and why the last handshake failed. */
+    struct lws_vhost *vh;
+    const char *cert_file, *key_file;
+    struct usp_tls_ids *ids;
+    char *tls_fail_text; /* libwebsockets' words for a failed attempt */
+    int tls_verify;      /* X509_V_* of a failed verification */
     /* Configuration, all in the allocation after the struct. */
     const char *eid, *peer_eid, *host, *target, *host_hdr, *bind, *usp_version, *path;
     uint32_t max_record, connect_timeout_ms, close_timeout_ms, keepalive_s;
@@ -174,6 +231,7 @@ struct ws_conn {
     uint8_t phase, role, lost_reason, busy;
     bool accepted, handed, in_tab, host_is_name, has_slot, lost, closing, dead, api;
     bool ping_due, ping_wait, rx_drop, close_due, close_sent, peer_closing, ext_asked;
+    bool tls, tls_set_up, tls_own_cert;
 };
 
 #define CONN(c) ((struct ws_conn *)(c))
@@ -185,7 +243,7 @@ struct ws_ticket {
     struct ws_listener *lis; /* NULL once the listener closed */
     struct lws *wsi;
     struct ws_ticket *next, **pprev; /* in the listener's tickets */
-    bool adopting, gone;
+    bool adopting, gone, tls_refused;
 };
 
 struct ws_listener {
@@ -195,10 +253,11 @@ struct ws_listener {
     int fd;
     struct ws_conn *sessions; /* accepted, not yet freed */
     struct ws_ticket *tickets;
+    struct lws_vhost *vh; /* where accepted sockets go */
     const char *eid, *path, *usp_version, *where, *host;
     uint32_t max_record, close_timeout_ms, keepalive_s;
     uint8_t role;
-    bool closed;
+    bool closed, tls;
 };
 
 static struct ws_conn *of_link(struct ws_link *k)
@@ -400,6 +459,10 @@ static void drop_session(struct ws_conn *c)
     free_rx(c);
     free(c->close_text);
     c->close_text = NULL;
+    usp_tls_ids_free(c->ids);
+    c->ids = NULL;
+    free(c->tls_fail_text);
+    c->tls_fail_text = NULL;
     c->ping_due = c->ping_wait = c->close_due = c->close_sent = c->peer_closing = false;
     if (c->has_slot) {
         c->has_slot = false;
@@ -435,6 +498,37 @@ static const char *where(const struct ws_conn *c)
     return c->accepted ? c->path : c->host;
 }
 
+/* Why a wss:// attempt failed in its TLS handshake: our certificate, the
+ * server's (OpenSSL's verify text), or what libwebsockets saw. */
+static void describe_tls(const struct ws_conn *c, char *buf, size_t n)
+{
+    int w = snprintf(buf, n, "TLS handshake with %s port %u failed: ", c->host, c->port);
+    size_t used = w < 0 ? 0 : (size_t)w;
+    if (used >= n)
+        return;
+    buf += used;
+    n -= used;
+    if (c->tls_own_cert)
+        snprintf(buf, n, "cannot load our certificate %s or key %s", c->cert_file, c->key_file);
+    else if (c->tls_verify == X509_V_ERR_HOSTNAME_MISMATCH ||
+             c->tls_verify == X509_V_ERR_IP_ADDRESS_MISMATCH)
+        snprintf(buf, n, "the server's certificate is not for %s (%s)", c->host,
+                 X509_verify_cert_error_string(c->tls_verify));
+    else if (c->tls_verify != X509_V_OK)
+        snprintf(buf, n, "the server's certificate did not verify: %s",
+                 X509_verify_cert_error_string(c->tls_verify));
+    else if (c->tls_set_up)
+        /* The server's certificate was good, then the server ended it: with
+         * TLS 1.3 its alert comes after our side is done. */
+        snprintf(buf, n,
+                 "the server ended the connection after our certificate%s%s: did it "
+                 "refuse our certificate %s?",
+                 c->tls_fail_text ? ": " : "", c->tls_fail_text ? c->tls_fail_text : "",
+                 c->cert_file);
+    else
+        snprintf(buf, n, "%s", c->tls_fail_text);
+}
+
 static void describe_loss(const struct ws_conn *c, enum usp_mtp_reason r, int code, char *buf,
                           size_t n)
 {
@@ -443,8 +537,11 @@ static void describe_loss(const struct ws_conn *c, enum usp_mtp_reason r, int co
         snprintf(buf, n, "cannot resolve %s: %s", c->host, uv_strerror(code));
         break;
     case USP_MTP_R_CONNECT:
-        snprintf(buf, n, "cannot connect to %s port %u%s%s", c->host, c->port, code ? ": " : "",
-                 code ? strerror(code) : "");
+        if (c->tls && (c->tls_set_up || c->tls_fail_text))
+            describe_tls(c, buf, n);
+        else
+            snprintf(buf, n, "cannot connect to %s port %u%s%s", c->host, c->port, code ? ": " : "",
+                     code ? strerror(code) : "");
         break;
     case USP_MTP_R_TIMEOUT:
         snprintf(buf, n, "no WebSocket session with %s port %u within %u ms", c->host, c->port,
@@ -496,11 +593,11 @@ static void teardown(struct ws_conn *c)
     enum phase was = c->phase;
     enum usp_mtp_reason r = c->lost_reason;
     int code = c->lost_code;
-    char detail[200];
+    char detail[320];
 
     c->lost = false;
+    describe_loss(c, r, code, detail, sizeof detail); /* before the session's details go */
     drop_session(c);
-    describe_loss(c, r, code, detail, sizeof detail);
     if (c->closing || c->accepted) {
         c->phase = P_CLOSED;
         /* A peer ending an accepted session normally is not a drop. */
@@ -889,9 +986,10 @@ static int server_filter(struct lws *wsi, const char *offered)
         return -1;
     struct usp_mtp_ctx *ctx = l->base.ctx;
     char path[USP_MTP_PATH_MAX + 1], addr[64] = "", arg[MTP_WS_EID_MAX + 8];
-    char ext[512], ext_eid[MTP_WS_EID_MAX + 1];
+    char ext[512], ext_eid[MTP_WS_EID_MAX + 1], refusal_buf[MTP_WS_EID_MAX + 300];
     const char *peer = NULL, *refusal = NULL;
     bool ext_asked = false;
+    struct usp_tls_ids *ids = NULL;
 
     lws_get_peer_simple(wsi, addr, sizeof addr);
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) < 0)
@@ -932,6 +1030,26 @@ static int server_filter(struct lws *wsi, const char *offered)
         refusal = "the eid parameter is not an acceptable Endpoint ID";
         goto out;
     }
+    if (l->tls) {
+        /* The Endpoint IDs of the client's verified certificate; an "eid"
+         * it does not authenticate is refused [R-SEC.0a]. */
+        char why[200];
+        SSL *ssl = lws_get_ssl(wsi);
+        if (!ssl || usp_tls_ids_from_ssl(ssl, &ids, why, sizeof why) != 0) {
+            ids = NULL;
+            if (peer) {
+                snprintf(refusal_buf, sizeof refusal_buf,
+                         "its certificate authenticates no Endpoint ID, not eid %s: %s", peer, why);
+                refusal = refusal_buf;
+                goto out;
+            }
+        } else if (peer && usp_tls_ids_match(ids, peer, why, sizeof why) != 0) {
+            snprintf(refusal_buf, sizeof refusal_buf,
+                     "its certificate does not authenticate eid %s [R-SEC.0a]: %s", peer, why);
+            refusal = refusal_buf;
+            goto out;
+        }
+    }
     if (peer) {
         struct ws_conn *other = tab_find(l->sh, l->eid, peer, NULL);
         if (other && !other->accepted && other->phase == P_UP) {
@@ -939,7 +1057,7 @@ static int server_filter(struct lws *wsi, const char *offered)
             goto out;
         }
     }
-    struct usp_mtp_peer info = {.eid = peer, .path = path, .addr = addr};
+    struct usp_mtp_peer info = {.eid = peer, .path = path, .addr = addr, .ids = ids};
     if (l->base.cb->check && l->base.cb->check(&l->base, &info, l->base.user) != 0) {
         refusal = "refused by the owner";
         goto out;
@@ -979,6 +1097,9 @@ static int server_filter(struct lws *wsi, const char *offered)
     c->close_timeout_ms = l->close_timeout_ms;
     c->keepalive_s = l->keepalive_s;
     c->phase = P_PENDING;
+    c->tls = l->tls;
+    c->ids = ids; /* the connection takes them */
+    ids = NULL;
     c->lis = l;
     c->lnext = l->sessions;
     if (l->sessions)
@@ -990,6 +1111,7 @@ static int server_filter(struct lws *wsi, const char *offered)
     lws_set_opaque_user_data(wsi, &c->link);
     ticket_free(t); /* the connection takes over */
 out:
+    usp_tls_ids_free(ids);
     if (refusal) {
         /* An answer the client can show, rather than a bare close. */
         lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, NULL);
@@ -1015,7 +1137,8 @@ static void server_established(struct ws_conn *c)
     replace_older(c);
     c->handed = true;
     l->base.stats.accepted++;
-    struct usp_mtp_peer info = {.eid = c->peer_eid, .path = c->path, .addr = c->host};
+    struct usp_mtp_peer info = {
+        .eid = c->peer_eid, .path = c->path, .addr = c->host, .ids = c->ids};
     mtp__log(c->base.ctx, USP_MTP_LOG_INFO, c->eid, "WebSocket %s: accepted a session from %s%s%s",
              l->where, c->host, c->peer_eid ? ", eid " : "", c->peer_eid ? c->peer_eid : "");
     l->base.cb->accept(&l->base, &c->base, &info, l->base.user);
@@ -1057,8 +1180,31 @@ static int client_check_answer(struct ws_conn *c, struct lws *wsi)
     return 0;
 }
 
-static void client_established(struct ws_conn *c)
+/* The server's certificate: its Endpoint IDs, for usp_mtp_peer_ids. */
+static void client_tls_ids(struct ws_conn *c, struct lws *wsi)
 {
+    char why[200];
+    SSL *ssl = lws_get_ssl(wsi);
+    usp_tls_ids_free(c->ids);
+    c->ids = NULL;
+    if (!ssl || usp_tls_ids_from_ssl(ssl, &c->ids, why, sizeof why) != 0) {
+        c->ids = NULL;
+        mtp__log(c->base.ctx, USP_MTP_LOG_DEBUG, c->eid,
+                 "WebSocket %s:%u: no Endpoint ID in the server's certificate: %s", c->host,
+                 c->port, ssl ? why : "no TLS session");
+        return;
+    }
+    if (c->peer_eid && usp_tls_ids_match(c->ids, c->peer_eid, why, sizeof why) != 0)
+        mtp__log(c->base.ctx, USP_MTP_LOG_WARN, c->eid,
+                 "WebSocket %s:%u: the server's certificate does not authenticate the "
+                 "configured peer %s: %s",
+                 c->host, c->port, c->peer_eid, why);
+}
+
+static void client_established(struct ws_conn *c, struct lws *wsi)
+{
+    if (c->tls)
+        client_tls_ids(c, wsi);
     went_up(c);
     replace_older(c);
     mtp__log(c->base.ctx, USP_MTP_LOG_INFO, c->eid, "WebSocket %s:%u%s up", c->host, c->port,
@@ -1075,6 +1221,8 @@ static void client_failed(struct ws_conn *c, struct lws *wsi, const char *in, si
         lost(c, USP_MTP_R_REFUSED, (int)lws_http_client_http_response(wsi));
     } else {
         lost(c, USP_MTP_R_CONNECT, 0);
+        if (c->tls && in && len && !c->tls_fail_text)
+            c->tls_fail_text = strndup(in, len > 160 ? 160 : len); /* NULL: no words */
     }
     mtp__log(c->base.ctx, USP_MTP_LOG_DEBUG, c->eid, "WebSocket %s:%u: %.*s", c->host, c->port,
              in ? (int)(len > 120 ? 120 : len) : 4, in ? in : "none");
@@ -1090,7 +1238,7 @@ static int conn_event(struct ws_conn *c, struct lws *wsi, enum lws_callback_reas
         return client_check_answer(c, wsi);
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         if (c->phase == P_CONNECTING)
-            client_established(c);
+            client_established(c, wsi);
         return 0;
     case LWS_CALLBACK_ESTABLISHED:
         if (c->phase == P_PENDING)
@@ -1139,10 +1287,64 @@ static int conn_event(struct ws_conn *c, struct lws *wsi, enum lws_callback_reas
     }
 }
 
+/* A client's handshake: the server's certificate (see mtp_ws_tls.c). 0
+ * accepts, 1 fails the handshake. */
+static int client_verify(struct lws *wsi, X509_STORE_CTX *x, SSL *ssl, int ok)
+{
+    struct ws_link *k = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    struct ws_conn *c = k && k->kind == LINK_CONN ? of_link(k) : NULL;
+    if (!c || c->wsi != wsi || !c->tls) {
+        /* Let go of meanwhile: no reason to go on. */
+        X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 1;
+    }
+    char why[200];
+    bool was_set_up = c->tls_set_up;
+    int rc = mtp__ws_tls_client_verify(x, ssl, ok, c->host, c->cert_file, c->key_file,
+                                       &c->tls_set_up, &c->tls_verify, why, sizeof why);
+    if (!was_set_up && why[0]) {
+        c->tls_own_cert = true;
+        mtp__log(c->base.ctx, USP_MTP_LOG_ERROR, c->eid, "WebSocket %s:%u: %s", c->host, c->port,
+                 why);
+    }
+    return rc;
+}
+
+/* A listener's handshake: the client's certificate was checked by OpenSSL
+ * against the listener's CA file; a failure is counted and logged here (the
+ * session never reaches the request checks). 0 accepts, 1 fails. */
+static int server_verify(struct lws *wsi, X509_STORE_CTX *x, int ok)
+{
+    if (ok)
+        return 0;
+    struct ws_link *k = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    struct ws_ticket *t = k && k->kind == LINK_TICKET ? ticket_of(k) : NULL;
+    struct ws_listener *l = t ? t->lis : NULL;
+    if (l && !l->closed && !t->tls_refused) {
+        t->tls_refused = true;
+        l->base.stats.refused++;
+        char addr[64] = "";
+        lws_get_peer_simple(wsi, addr, sizeof addr);
+        mtp__log(l->base.ctx, USP_MTP_LOG_WARN, l->eid,
+                 "WebSocket wss %s: refused a TLS client from %s: its certificate did not "
+                 "verify: %s (depth %d) [R-MTP.1]",
+                 l->where, addr[0] ? addr : "?",
+                 X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)),
+                 X509_STORE_CTX_get_error_depth(x));
+    }
+    return 1; /* lws 4.1 takes 0 as "accept", whatever OpenSSL found */
+}
+
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len)
 {
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+        return mtp__ws_tls_server_ctx_setup(user);
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        return client_verify(wsi, user, in, (int)len);
+    case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+        return server_verify(wsi, user, (int)len);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return server_filter(wsi, in);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -1243,6 +1445,7 @@ static void on_later_closed(uv_handle_t *h)
 {
     struct ws_shared *sh = h->data;
     struct usp_mtp_ctx *ctx = sh->ctx;
+    mtp__ws_tls_vhosts_free(sh->tls_vhs); /* the lws_context is gone */
     free(sh->tab);
     free(sh);
     mtp__conn_release(ctx);
@@ -1325,9 +1528,12 @@ static int shared_get(struct usp_mtp_ctx *ctx, struct ws_shared **out, char *why
     void *loops[1] = {ctx->loop};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
+    /* DO_SSL_GLOBAL_INIT: wss:// may come later; without it libwebsockets
+     * 4.1 makes no TLS vhost in this context (plain vhosts leave it out). */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
                    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
-                   LWS_SERVER_OPTION_SKIP_SERVER_CANONICAL_NAME;
+                   LWS_SERVER_OPTION_SKIP_SERVER_CANONICAL_NAME |
+                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.max_http_header_pool2 = AH_POOL;
@@ -1348,8 +1554,7 @@ static int shared_get(struct usp_mtp_ctx *ctx, struct ws_shared **out, char *why
     info.protocols = protocols;
     info.vhost_name = "usp-ws-client";
     info.retry_and_idle_policy = &no_idle_policy;
-    /* wss:// goes here: a client SSL_CTX from lib/tls (mutual
-     * authentication), e.g. through provided_client_ssl_ctx. */
+    /* wss:// connections use vhosts of their own (mtp_ws_tls.c). */
     sh->client_vh = lws_create_vhost(sh->lws, &info);
     uv_timer_init(ctx->loop, &sh->later);
     sh->later.data = sh;
@@ -1384,7 +1589,13 @@ static void connect_to(struct ws_conn *c, const char *addr)
     ci.iface = c->bind;
     ci.opaque_user_data = &c->link;
     ci.retry_and_idle_policy = &no_idle_policy;
-    /* wss://: ssl_connection = LCCSCF_USE_SSL, with the vhost's SSL_CTX. */
+    if (c->tls) {
+        /* The vhost's SSL_CTX; the name is checked by us (mtp_ws_tls.c). */
+        ci.vhost = c->vh;
+        ci.ssl_connection = LCCSCF_USE_SSL | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+        c->tls_set_up = c->tls_own_cert = false;
+        c->tls_verify = X509_V_OK;
+    }
     c->phase = P_CONNECTING;
     c->wsi = NULL;
     struct lws *wsi = lws_client_connect_via_info(&ci);
@@ -1564,6 +1775,12 @@ static const char *ws_peer_eid(const struct usp_mtp_conn *c)
     return CONN(c)->peer_eid;
 }
 
+static const struct usp_tls_ids *ws_peer_ids(const struct usp_mtp_conn *c)
+{
+    const struct ws_conn *w = CONN(c);
+    return w->phase == P_UP || w->phase == P_CLOSING ? w->ids : NULL;
+}
+
 /* Copies `s` into the block at *pos; returns the copy. */
 static const char *put_str(char **pos, const char *s)
 {
@@ -1578,9 +1795,6 @@ static int ws_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
                        const struct usp_mtp_url *url, struct usp_mtp_conn **out, char *why,
                        size_t whylen)
 {
-    if (url->tls)
-        return mtp__fail(why, whylen, USP_EPERM,
-                         "wss:// (TLS) is not supported by the WebSocket binding yet");
     if (mtp__ws_query_has_eid(url->query))
         return mtp__fail(why, whylen, USP_EINVAL,
                          "the URL already has an eid parameter: the binding adds it [R-WS.10b]");
@@ -1598,7 +1812,9 @@ static int ws_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
                           host_hdr,
                           cfg->bind_address,
                           cfg->usp_version,
-                          url->path[0] ? url->path : "/"};
+                          url->path[0] ? url->path : "/",
+                          url->tls ? cfg->tls.cert_file : NULL,
+                          url->tls ? cfg->tls.key_file : NULL};
     size_t total = sizeof(struct ws_conn) + tlen + 1;
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         if (strs[i])
@@ -1607,6 +1823,16 @@ static int ws_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
     int rc = shared_get(ctx, &sh, why, whylen);
     if (rc)
         return rc;
+    struct lws_vhost *vh = NULL;
+    if (url->tls) {
+        /* Checked by mtp__tls_config_check: CA, certificate and key given. */
+        rc = mtp__ws_tls_vhost(sh->lws, &sh->tls_vhs, false, &cfg->tls, protocols, &no_idle_policy,
+                               &vh, why, whylen);
+        if (rc) {
+            shared_release(sh);
+            return rc;
+        }
+    }
     struct ws_conn *c = calloc(1, total);
     if (!c) {
         shared_release(sh);
@@ -1620,6 +1846,12 @@ static int ws_conn_new(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg
     c->bind = cfg->bind_address ? put_str(&pos, cfg->bind_address) : NULL;
     c->usp_version = cfg->usp_version ? put_str(&pos, cfg->usp_version) : NULL;
     c->path = put_str(&pos, strs[6]);
+    if (url->tls) {
+        c->tls = true;
+        c->vh = vh;
+        c->cert_file = put_str(&pos, cfg->tls.cert_file);
+        c->key_file = put_str(&pos, cfg->tls.key_file);
+    }
     c->target = pos;
     mtp__ws_target(url->path, url->query, cfg->eid, pos, tlen + 1);
     c->link.kind = LINK_CONN;
@@ -1702,8 +1934,8 @@ static void on_accept_ready(uv_poll_t *p, int status, int events)
         t->lis = l;
         lws_adopt_desc_t ad;
         memset(&ad, 0, sizeof ad);
-        ad.vh = l->sh->server_vh;
-        ad.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
+        ad.vh = l->vh;
+        ad.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | (l->tls ? LWS_ADOPT_ALLOW_SSL : 0);
         ad.fd.sockfd = fd;
         ad.opaque = &t->link;
         t->adopting = true;
@@ -1765,9 +1997,6 @@ static int ws_listen(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
                      const struct usp_mtp_url *url, struct usp_mtp_listener **out, char *why,
                      size_t whylen)
 {
-    if (url->tls)
-        return mtp__fail(why, whylen, USP_EPERM,
-                         "wss:// (TLS) is not supported by the WebSocket binding yet");
     if (url->host_kind != USP_MTP_HOST_IPV4 && url->host_kind != USP_MTP_HOST_IPV6)
         return mtp__fail(why, whylen, USP_EINVAL,
                          "a listener binds a numeric address, not \"%s\" (0.0.0.0 or [::] for "
@@ -1794,15 +2023,22 @@ static int ws_listen(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
     int rc = shared_get(ctx, &sh, why, whylen);
     if (rc)
         return rc;
-    if (!sh->server_vh) {
+    struct lws_vhost *vh = NULL;
+    if (url->tls) {
+        /* One vhost per set of files, kept until the context goes. */
+        rc = mtp__ws_tls_vhost(sh->lws, &sh->tls_vhs, true, &cfg->tls, protocols, &no_idle_policy,
+                               &vh, why, whylen);
+        if (rc) {
+            shared_release(sh);
+            return rc;
+        }
+    } else if (!sh->server_vh) {
         struct lws_context_creation_info info;
         memset(&info, 0, sizeof info);
         info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* sockets come by adoption */
         info.protocols = protocols;
         info.vhost_name = "usp-ws-server";
         info.retry_and_idle_policy = &no_idle_policy;
-        /* wss:// goes here: a server SSL_CTX from lib/tls that requires the
-         * client's certificate [R-MTP.1] (or a vhost per certificate). */
         sh->server_vh = lws_create_vhost(sh->lws, &info);
         if (!sh->server_vh) {
             shared_release(sh);
@@ -1821,6 +2057,8 @@ static int ws_listen(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
     l->where = put_str(&pos, where_);
     l->host = put_str(&pos, url->host);
     l->sh = sh;
+    l->tls = url->tls;
+    l->vh = url->tls ? vh : sh->server_vh;
     l->role = (uint8_t)cfg->role;
     l->max_record = cfg->max_record;
     l->close_timeout_ms = cfg->close_timeout_ms;
@@ -1842,7 +2080,8 @@ static int ws_listen(struct usp_mtp_ctx *ctx, const struct usp_mtp_config *cfg,
         return mtp__fail(why, whylen, USP_EIO, "cannot watch the socket of %s", where_);
     }
     l->poll.data = l;
-    mtp__log(ctx, USP_MTP_LOG_INFO, l->eid, "WebSocket: listening on %s", where_);
+    mtp__log(ctx, USP_MTP_LOG_INFO, l->eid, "WebSocket: listening on %s%s", where_,
+             l->tls ? " (wss, client certificates required)" : "");
     *out = &l->base;
     return 0;
 }
@@ -1886,6 +2125,7 @@ const struct usp_mtp_ext_ops usp_mtp_ws_ext_ops = {
     .listener_close = ws_listener_close,
     .reject = ws_reject,
     .peer_eid = ws_peer_eid,
+    .peer_ids = ws_peer_ids,
 };
 
 size_t mtp__ws_conn_size(void)

@@ -949,8 +949,10 @@ static void on_record(struct usp_mtp_conn *conn, const uint8_t *bytes, size_t le
             return;
         }
     }
-    bool fresh = !ctl_agent_get(c, rec->from_id, false, CTL_NO_INDEX);
-    struct ctl_agent *a = ctl_agent_get(c, rec->from_id, true, CTL_NO_INDEX);
+    struct ctl_agent *known = ctl_agent_get(c, rec->from_id, false, CTL_NO_INDEX);
+    /* Point to point, accepting the session already made the entry. */
+    bool fresh = !known || (c->conf->p2p && !known->last_seen_ms);
+    struct ctl_agent *a = known ? known : ctl_agent_get(c, rec->from_id, true, CTL_NO_INDEX);
     if (!a) {
         c->st.dropped++;
         return;

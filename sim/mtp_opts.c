@@ -151,10 +151,17 @@ int sim_mtp_choose(const struct sim_mtp_opts *o, const char *const *brokers, uns
     /* TLS files: --certs DIR gives defaults, --ca/--cert/--key override. */
     struct usp_mtp_tls_config *t = &out->tls_cfg;
     t->uds = o->uds_tls;
+    /* CoAP agents of a worker share one DTLS server, which has one
+     * certificate (libcoap): they use the shared agent certificate. */
+    bool shared = agent_files && !strcmp(b, "coap");
     if (o->certs) {
         t->ca_file = join_path(o->certs, "ca.pem");
-        t->cert_file = join_path(o->certs, agent_files ? "agents/{n}.pem" : "controller.pem");
-        t->key_file = join_path(o->certs, agent_files ? "agents/{n}.key" : "controller.key");
+        t->cert_file = join_path(o->certs, !agent_files ? "controller.pem"
+                                           : shared     ? "agents/shared.pem"
+                                                        : "agents/{n}.pem");
+        t->key_file = join_path(o->certs, !agent_files ? "controller.key"
+                                          : shared     ? "agents/shared.key"
+                                                       : "agents/{n}.key");
         if (!t->ca_file || !t->cert_file || !t->key_file) {
             snprintf(why, whylen, "out of memory");
             return -1;
@@ -177,12 +184,20 @@ int sim_mtp_choose(const struct sim_mtp_opts *o, const char *const *brokers, uns
                                   "(from `uspsim certs`), or --ca, --cert and --key");
             return -1;
         }
+        if (shared && (strchr(t->cert_file, '{') || strchr(t->key_file, '{'))) {
+            snprintf(why, whylen, "coaps agents of a worker share one DTLS server and so one "
+                                  "certificate: give --cert/--key without {n}, or --certs DIR "
+                                  "with DIR/agents/shared.pem (uspsim certs --shared-agent)");
+            return -1;
+        }
         if (!readable(t->ca_file)) {
             snprintf(why, whylen, "--ca %s: no such file", t->ca_file);
             return -1;
         }
         if (!strchr(t->cert_file, '{') && !readable(t->cert_file)) {
-            snprintf(why, whylen, "--cert %s: no such file", t->cert_file);
+            snprintf(why, whylen, "%s %s: no such file%s", o->cert ? "--cert" : "--certs gives",
+                     t->cert_file,
+                     shared && !o->cert ? " (make it with uspsim certs --shared-agent)" : "");
             return -1;
         }
         if (!strchr(t->key_file, '{') && !readable(t->key_file)) {

@@ -14,6 +14,20 @@
 #   stomp        a real RabbitMQ (tests/integration/rabbitmq.sh): agents and
 #                a controller on it, Boot!s acknowledged, every request kind
 #                with -e, the STOMPConnectRecord's destination used.
+#   wss          the same over TLS with certificates of `uspsim certs`; an
+#                agent with another CA's certificate gets no session.
+#   uds          the controller accepting at unix:PATH, agents connecting:
+#                UDSConnectRecords, Boot!s acknowledged, every request kind;
+#                the same with TLS (--uds-tls, certificates of `uspsim
+#                certs`), and agents whose certificates come from another CA
+#                refused.
+#   coap         legacy CoAP: the controller's and the agents' own servers,
+#                Boot!s acknowledged, every request kind, versions 1.0-1.2
+#                only; coaps (DTLS) with certificates.
+#   mqtts        a mosquitto with a TLS listener requiring client
+#                certificates: agents and -e requests over mqtts, a
+#                controller with another CA's certificate refused.
+#   stomps       RabbitMQ's TLS STOMP listener: agents and a request.
 #   usage        mismatched or missing options give exit 2 and a sentence.
 # Usage: sh tests/integration/test-mtp-cli.sh BUILD
 # Prints one line per check; "mtp-cli: N passed, M failed"; non-zero on failure.
@@ -78,14 +92,14 @@ instances Device.DNS.Client.Server.
 operate Device.SelfTestDiagnostics()
 gsdm --first-level Device.DeviceInfo.
 gsp'
-check_answers() { # LABEL SERIAL
+check_answers() { # LABEL SERIAL [VERSIONS]
     check "$1-get" has "Device.DeviceInfo.SerialNumber = $2"
     check "$1-set" has "Device.DeviceInfo.FriendlyName = mtp-cli"
     check "$1-add" grep -qE '^created Device\.DNS\.Client\.Server\.[0-9]+\.$' "$tmp/out"
     check "$1-instances" has "DNSServer=192.0.2.53"
     check "$1-operate" grep -qE '^Device\.SelfTestDiagnostics\(\): running as Device\.LocalAgent\.Request\.[0-9]+\.$' "$tmp/out"
     check "$1-gsdm" has "  Manufacturer  parameter read-only string"
-    check "$1-gsp" has "USP versions 1.0,1.1,1.2,1.3,1.4"
+    check "$1-gsp" has "USP versions ${3:-1.0,1.1,1.2,1.3,1.4}"
 }
 exec_args() { # the requests as -e options, one per line for `set --`
     echo "$REQS" | while IFS= read -r l; do printf -- '-e\n%s\n' "$l"; done
@@ -132,6 +146,54 @@ shell_kill() {
     fl_untrack "$shell_pid"
 }
 
+# shell_reqs SHELL EID: the requests in the shell, then `agents`; waits
+# for the agents' list.
+shell_reqs() {
+    shell_send "use $2"
+    echo "$REQS" | while IFS= read -r l; do shell_send "$l"; done
+    shell_send "agents"
+    fl_wait_for "$tmp/$1.out" " agents$" 20
+    cp "$tmp/$1.out" "$tmp/out"
+    cp "$tmp/$1.err" "$tmp/err"
+}
+# p2p_case LABEL N CONTROLLER-ARGS... -- AGENT-ARGS...: a controller shell
+# accepting N agents; Boot!s acknowledged, every request kind from the shell.
+p2p_case() {
+    _l=$1
+    _n=$2
+    shift 2
+    _cargs=""
+    while [ "$1" != "--" ]; do
+        _cargs="$_cargs $1"
+        shift
+    done
+    shift
+    shell_start "$_l" $_cargs --timeout 5
+    sleep 0.5
+    "$U" agents --count "$_n" "$@" --quiet --stats-json "$tmp/$_l.json" >"$tmp/$_l-fleet.out" 2>&1 &
+    p2p_fleet=$!
+    fl_track "$p2p_fleet"
+    fleet_has "$tmp/$_l.json" "d['boots_sent'] == $_n and d['notifs_acked'] == $_n" 25
+    rc=$?
+    [ -s "$tmp/$_l.json" ] && tail -n 1 "$tmp/$_l.json" >"$tmp/out"
+    cat "$tmp/$_l-fleet.out" >"$tmp/err" 2>/dev/null
+    check "$_l-boots-acked" rc_is 0
+    shell_reqs "$_l" os::012345-SIM000002
+}
+p2p_end() {
+    shell_stop
+    fl_stop "$p2p_fleet" 20
+    rc=$?
+    fl_untrack "$p2p_fleet"
+    check "$1-clean-stop" rc_is 0
+}
+
+# Certificates for every TLS case: ours, and another CA's.
+"$U" certs --out "$tmp/pki" --agents 5 >"$tmp/certs.out" 2>&1 ||
+    fl_fail_setup "uspsim certs failed: $(cat "$tmp/certs.out")"
+"$U" certs --out "$tmp/pki-other" --agents 5 >"$tmp/certs.out" 2>&1 ||
+    fl_fail_setup "uspsim certs failed: $(cat "$tmp/certs.out")"
+
 # ---- WebSocket: the controller listens ------------------------------------------
 P=$(fl_free_port)
 WS=ws://127.0.0.1:$P/usp
@@ -176,9 +238,25 @@ fl_untrack "$ws_fleet"
 check ws-fleet-clean-stop rc_is 0
 
 # ---- WebSocket: every agent listens, the controller connects ----------------------
-# Three consecutive free ports 3 apart from a free base: agent n at base + n.
-base=$(fl_free_port)
-base=$((base - base % 10))
+# Agent n listens at base + n: a base (a multiple of 10) below the ephemeral
+# range, so that no outgoing connection holds one of the ports, with
+# base + 1 .. base + 9 free now.
+base=$("$fl_py" - <<'END_PY'
+import random, socket
+for _ in range(200):
+    b = random.randrange(1200, 3200) * 10
+    try:
+        for p in range(b + 1, b + 10):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            s.close()
+        print(b)
+        break
+    except OSError:
+        continue
+END_PY
+)
+[ -n "$base" ] || fl_fail_setup "no free port range for the listening agents"
 "$U" agents --count 3 --listen "ws://127.0.0.1:$((base / 10)){n}/usp" --quiet \
     >"$tmp/wsa-fleet.out" 2>&1 &
 wsa_fleet=$!
@@ -202,7 +280,10 @@ check ws-agents-clean-stop rc_is 0
 if ! rmq_check; then
     check stomp-broker-installed false
     fl_say "RabbitMQ: $rmq_why"
-elif ! rmq_start "$tmp/rmq" 60; then
+elif ! {
+    rmq_tls_dir="$tmp/pki"
+    rmq_start "$tmp/rmq" 60
+}; then
     check stomp-broker-started false
     fl_say "RabbitMQ: $rmq_why"
     rmq_log | tail -n 5
@@ -229,9 +310,110 @@ else
     rc=$?
     fl_untrack "$st_fleet"
     check stomp-clean-stop rc_is 0
+    # The same over TLS (RabbitMQ's STOMP TLS listener).
+    SS=stomps://guest:guest@127.0.0.1:$rmq_stomps_port
+    "$U" agents --count 2 --broker "$SS" --certs "$tmp/pki" --quiet --stats-json "$tmp/sts.json" \
+        >"$tmp/sts-fleet.out" 2>&1 &
+    st_fleet=$!
+    fl_track "$st_fleet"
+    fleet_has "$tmp/sts.json" "d['connected'] == 2" 30
+    run "$U" controller --broker "$SS" --certs "$tmp/pki" --to os::012345-SIM000001 --timeout 5 \
+        -e 'get Device.DeviceInfo.SerialNumber'
+    check stomps-get has "Device.DeviceInfo.SerialNumber = GW00000001"
+    fl_stop "$st_fleet" 20
+    fl_untrack "$st_fleet"
     rmq_stop
     fl_untrack "$rmq_pid"
 fi
+
+# ---- WebSocket over TLS: the controller accepts agents with certificates ----------
+WSP=$(fl_free_port)
+p2p_case wss 3 --listen "wss://127.0.0.1:$WSP/usp" --certs "$tmp/pki" -- \
+    --controller "wss://127.0.0.1:$WSP/usp" --certs "$tmp/pki"
+check_answers wss GW00000002
+"$U" agents --count 1 --first-index 4 --controller "wss://127.0.0.1:$WSP/usp" \
+    --certs "$tmp/pki-other" --quiet --stats-json "$tmp/wss-bad.json" >"$tmp/wss-bad.out" 2>&1 &
+bad_fleet=$!
+fl_track "$bad_fleet"
+sleep 4
+tail -n 1 "$tmp/wss-bad.json" >"$tmp/out" 2>/dev/null
+check wss-untrusted-refused jq_ "$tmp/out" "d['connected'] == 0 and d['notifs_acked'] == 0"
+fl_stop "$bad_fleet" 20
+fl_untrack "$bad_fleet"
+p2p_end wss
+
+# ---- UNIX domain sockets, plain and TLS -----------------------------------------------
+p2p_case uds 3 --listen "unix:$tmp/ctl.sock" --watch -- --controller "unix:$tmp/ctl.sock"
+check_answers uds GW00000002
+check uds-sessions [ "$(grep -cE '^os::012345-SIM00000[1-3] +connected +1\.4 .* up$' "$tmp/out")" -eq 3 ]
+check uds-connect-records grep -q "connected, UNIX domain socket" "$tmp/uds.out"
+p2p_end uds
+p2p_case uds-tls 3 --listen "unix:$tmp/ctl-tls.sock" --uds-tls --certs "$tmp/pki" -- \
+    --controller "unix:$tmp/ctl-tls.sock" --uds-tls --certs "$tmp/pki"
+check_answers uds-tls GW00000002
+# Agents whose certificates another CA signed get no session.
+"$U" agents --count 2 --first-index 4 --controller "unix:$tmp/ctl-tls.sock" --uds-tls \
+    --certs "$tmp/pki-other" --quiet --stats-json "$tmp/uds-bad.json" >"$tmp/uds-bad.out" 2>&1 &
+bad_fleet=$!
+fl_track "$bad_fleet"
+sleep 4
+tail -n 1 "$tmp/uds-bad.json" >"$tmp/out" 2>/dev/null
+check uds-tls-untrusted-refused jq_ "$tmp/out" "d['connected'] == 0 and d['notifs_acked'] == 0"
+fl_stop "$bad_fleet" 20
+fl_untrack "$bad_fleet"
+p2p_end uds-tls
+
+# ---- CoAP (legacy), NoSec and DTLS ------------------------------------------------------
+CP=$(fl_free_port)
+AP=$(fl_free_port)
+p2p_case coap 3 --listen "coap://127.0.0.1:$CP" -- --controller "coap://127.0.0.1:$CP" \
+    --listen "coap://127.0.0.1:$AP"
+check_answers coap GW00000002 1.0,1.1,1.2
+check coap-version-agreed [ "$(grep -cE '^os::012345-SIM00000[1-3] +seen +1\.2 ' "$tmp/out")" -eq 3 ]
+p2p_end coap
+CP=$(fl_free_port)
+AP=$(fl_free_port)
+# coaps agents share their worker's DTLS server: one (wildcard) certificate.
+"$U" certs --out "$tmp/pki" --shared-agent >"$tmp/certs.out" 2>&1 ||
+    fl_fail_setup "uspsim certs --shared-agent failed: $(cat "$tmp/certs.out")"
+p2p_case coaps 2 --listen "coaps://127.0.0.1:$CP" --certs "$tmp/pki" -- \
+    --controller "coaps://127.0.0.1:$CP" --listen "coaps://127.0.0.1:$AP" --certs "$tmp/pki"
+check coaps-get has "Device.DeviceInfo.SerialNumber = GW00000002"
+p2p_end coaps
+
+# ---- MQTT over TLS ---------------------------------------------------------------------
+MP=$(fl_free_port)
+cat >"$tmp/mqtts.conf" <<END_CONF
+user $(id -un)
+listener $MP 127.0.0.1
+cafile $tmp/pki/ca.pem
+certfile $tmp/pki/broker.pem
+keyfile $tmp/pki/broker.key
+require_certificate true
+allow_anonymous true
+persistence false
+log_dest file $tmp/mqtts.log
+END_CONF
+"$fl_mosq" -c "$tmp/mqtts.conf" >"$tmp/mqtts.out" 2>&1 &
+mqtts_pid=$!
+fl_track "$mqtts_pid"
+fl_wait_port "$MP" || fl_fail_setup "mosquitto (TLS) did not start: $(cat "$tmp/mqtts.out")"
+"$U" agents --count 3 --broker "mqtts://127.0.0.1:$MP" --certs "$tmp/pki" --quiet \
+    --stats-json "$tmp/mqtts.json" >"$tmp/mqtts-fleet.out" 2>&1 &
+mq_fleet=$!
+fl_track "$mq_fleet"
+fleet_has "$tmp/mqtts.json" "d['connected'] == 3" 20
+run_reqs "$U" controller --broker "mqtts://127.0.0.1:$MP" --certs "$tmp/pki" \
+    --to os::012345-SIM000002 --timeout 5
+check mqtts-exit rc_is 0
+check_answers mqtts GW00000002
+run "$U" controller --broker "mqtts://127.0.0.1:$MP" --certs "$tmp/pki-other" --connect-timeout 3 \
+    --to os::012345-SIM000002 -e 'get Device.DeviceInfo.SerialNumber'
+check mqtts-untrusted-refused eval '[ "$rc" -eq 1 ] && grep -qF "TLS handshake with 127.0.0.1 port $MP failed" "$tmp/err"'
+fl_stop "$mq_fleet" 20
+fl_untrack "$mq_fleet"
+fl_kill_pid "$mqtts_pid"
+fl_untrack "$mqtts_pid"
 
 # ---- usage errors --------------------------------------------------------------------
 usage() { # NAME TEXT ARGS...

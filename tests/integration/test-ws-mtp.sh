@@ -29,6 +29,18 @@
 #                the same port: the agent comes back within its back-off.
 #   scale-1000   1000 agent clients and their accepted sessions in one
 #                process: time, file descriptors and heap per session.
+#   wss          wss:// with certificates from BUILD/uspsim certs both ways
+#                [R-MTP.1, R-SEC.0a]: agent client <-> controller listener and
+#                controller client <-> agent listener, records both ways (one
+#                of 300000 bytes), usp_mtp_peer_ids and the listener's
+#                peer.ids holding the peer's Endpoint ID; refused: a client
+#                certificate from an unknown CA (by the listener), an "eid"
+#                its certificate does not name (403), a server certificate
+#                from an unknown CA and one for another host (by the client,
+#                OpenSSL's reason in the DOWN detail), our own certificate
+#                missing; configuration errors.
+#   wss-scale-100  100 agents, each with its own certificate, to one wss
+#                listener in one process: time and heap per session.
 # Usage: sh tests/integration/test-ws-mtp.sh BUILD
 # Prints one line per check; "ws-mtp: N passed, M failed"; non-zero on failure.
 set -u
@@ -559,6 +571,29 @@ fi
 
 # ---- many sessions in one process: fds and memory ----
 run scale-1000 "$drv" scale "$(free_port)" 1000
+
+# ---- wss:// with certificates ----
+certs="$tmp/certs"
+mk_certs() {
+    [ -x "$build/uspsim" ] || {
+        echo "no $build/uspsim to make certificates with"
+        return 1
+    }
+    for v in "" unknown-ca wrong-san; do
+        "$build/uspsim" certs --out "$certs" --agents 100 --controller-id proto::ctl \
+            --endpoint-id 'doc::agent{n}' ${v:+--variant "$v"} || return 1
+    done
+    # An agent listener's certificate: its Endpoint ID and 127.0.0.1, same CA.
+    mkdir -p "$certs/srv" && cp "$certs/ca.pem" "$certs/ca.key" "$certs/srv/" &&
+        "$build/uspsim" certs --out "$certs/srv" --agents 1 --controller-id doc::agent-srv \
+            --endpoint-id 'doc::srv{n}'
+}
+if mk_certs >"$tmp/certs.log" 2>&1; then
+    run wss "$drv" wss "$(free_port)" "$(free_port)" "$(free_port)" "$(free_port)" "$certs"
+    run wss-scale-100 "$drv" wss-scale "$(free_port)" 100 "$certs"
+else
+    count wss-certificates 1 "$tmp/certs.log"
+fi
 
 say "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

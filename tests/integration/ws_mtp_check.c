@@ -31,6 +31,13 @@
  *   scale PORT N          N agent clients to one controller listener in this
  *            process: time, file descriptors and heap per session.
  *   unused-port PORT      nothing listens: DOWN with reason connect, back-off.
+ *   wss P1 P2 P3 P4 DIR   wss:// with the certificates of `uspsim certs` in
+ *            DIR (plus DIR/unknown-ca, DIR/wrong-san and DIR/srv, an agent
+ *            listener's certificate): both directions with records both
+ *            ways, peer Endpoint IDs from the certificates, and what must
+ *            be refused (untrusted client or server, wrong host, an eid the
+ *            certificate does not name, our own certificate missing).
+ *   wss-scale PORT N DIR  N agents (DIR/agents/<i>.pem) to one wss listener.
  *
  * Prints "ok ..." for each check that passed, "FAIL ..." otherwise, and
  * exits non-zero on any failure. */
@@ -48,6 +55,7 @@
 #include "usp/arena.h"
 #include "usp/codec.h"
 #include "usp/mtp.h"
+#include "usp/tls.h"
 
 static int failures;
 static uv_loop_t *loop;
@@ -97,6 +105,10 @@ struct ep {
     uint64_t t_up, t_first_down, retry_sum_hi_ms;
     uint32_t max_attempt;
     int first_type; /* record type of the first record received; -1 none */
+    /* wss: what arrived after the first record, and the last detail. */
+    size_t rx_bytes, last_len;
+    int rx_after_first, pattern_bad, disconnects;
+    char detail[400];
     void (*on_record)(struct ep *e, const uint8_t *rec, size_t len, const struct usp_mtp_rx *rx);
     void (*on_state)(struct ep *e, const struct usp_mtp_event *ev);
 };
@@ -110,6 +122,7 @@ static void ep_state(struct usp_mtp_conn *c, const struct usp_mtp_event *ev, voi
     e->state = ev->state;
     e->reason = ev->reason;
     e->code = ev->code;
+    snprintf(e->detail, sizeof e->detail, "%s", ev->detail);
     size_t n = strlen(e->states);
     snprintf(e->states + n, sizeof e->states - n, "%s%s", n ? " " : "",
              usp_mtp_state_name(ev->state));
@@ -1349,14 +1362,453 @@ static int run_unused_port(int port)
     return 0;
 }
 
+/* ---- wss:// (TLS both ways) ---- */
+
+static const char *cert_dir;
+
+/* DIR/rel, in one of a few rotating buffers. */
+static const char *cpath(const char *rel)
+{
+    static char bufs[12][600];
+    static int next;
+    char *b = bufs[next++ % 12];
+    snprintf(b, sizeof bufs[0], "%s/%s", cert_dir, rel);
+    return b;
+}
+
+static uv_timer_t tick;
+static void on_tick(uv_timer_t *t)
+{
+}
+
+/* Runs the loop until `cond` holds or `ms` have passed (tick keeps it
+ * waking up). */
+#define WAIT_UNTIL(cond, ms)                                                                       \
+    do {                                                                                           \
+        uint64_t end_ = uv_now(loop) + (ms);                                                       \
+        while (!(cond) && uv_now(loop) < end_)                                                     \
+            uv_run(loop, UV_RUN_ONCE);                                                             \
+    } while (0)
+
+static void tls_files(struct usp_mtp_config *cfg, const char *ca, const char *cert, const char *key)
+{
+    cfg->tls.ca_file = ca;
+    cfg->tls.cert_file = cert;
+    cfg->tls.key_file = key;
+}
+
+/* Sessions a wss listener accepted: what its check and accept callbacks
+ * saw of the client's certificate. */
+static int wss_checks, wss_check_ids_ok, wss_accept_ids_ok;
+
+static bool ids_have(const struct usp_tls_ids *ids, const char *eid)
+{
+    char why[200];
+    return ids && usp_tls_ids_match(ids, eid, why, sizeof why) == 0;
+}
+
+static int wss_on_check(struct usp_mtp_listener *l, const struct usp_mtp_peer *peer, void *user)
+{
+    wss_checks++;
+    if (peer->eid && ids_have(peer->ids, peer->eid))
+        wss_check_ids_ok++;
+    note("check: eid %s, %zu Endpoint ID(s) in the certificate, first %s",
+         peer->eid ? peer->eid : "none", peer->ids ? usp_tls_ids_count(peer->ids) : 0,
+         peer->ids ? usp_tls_ids_get(peer->ids, 0, NULL) : "-");
+    return 0;
+}
+
+static void wss_on_accept(struct usp_mtp_listener *l, struct usp_mtp_conn *c,
+                          const struct usp_mtp_peer *peer, void *user)
+{
+    if (peer->eid && ids_have(peer->ids, peer->eid))
+        wss_accept_ids_ok++;
+    on_accept(l, c, peer, user);
+}
+
+static const struct usp_mtp_listener_callbacks wss_lcb = {.check = wss_on_check,
+                                                          .accept = wss_on_accept};
+
+static struct usp_mtp_listener *wss_listen(enum usp_mtp_role role, const char *eid, int port,
+                                           const char *cert, const char *key, const char *name)
+{
+    static struct lis_info infos[8];
+    static int n_infos;
+    struct lis_info *li = &infos[n_infos++ % 8];
+    li->name = name;
+    li->eid = eid;
+    char url[128], why[300];
+    snprintf(url, sizeof url, "wss://127.0.0.1:%d/usp", port);
+    struct usp_mtp_config cfg;
+    cfg_init(&cfg, role, eid, url);
+    tls_files(&cfg, cpath("ca.pem"), cert, key);
+    struct usp_mtp_listener *l = NULL;
+    int rc = usp_mtp_listen(ctx, &cfg, &wss_lcb, li, &l, why, sizeof why);
+    CHECK(rc == 0, "%s: listening on %s with %s (%s)", name, url, cert, rc ? why : "no error");
+    if (rc)
+        exit(1);
+    return l;
+}
+
+/* A wss client for `e`. */
+static void wss_client(struct ep *e, const char *name, enum usp_mtp_role role, const char *eid,
+                       int port, const char *peer, const char *ca, const char *cert,
+                       const char *key)
+{
+    memset(e, 0, sizeof *e);
+    e->name = name;
+    e->first_type = -1;
+    snprintf(e->eid, sizeof e->eid, "%s", eid);
+    snprintf(e->peer, sizeof e->peer, "%s", peer ? peer : "");
+    char url[128], why[300];
+    snprintf(url, sizeof url, "wss://127.0.0.1:%d/usp", port);
+    struct usp_mtp_config cfg;
+    cfg_init(&cfg, role, e->eid, url);
+    cfg.peer_eid = peer ? e->peer : NULL;
+    cfg.peer_dest = peer ? url : NULL;
+    tls_files(&cfg, ca, cert, key);
+    int rc = usp_mtp_conn_new(ctx, &cfg, &callbacks, e, &e->c, why, sizeof why);
+    CHECK(rc == 0, "%s: wss connection created (%s)", name, rc ? why : "no error");
+    if (rc)
+        exit(1);
+    CHECK(usp_mtp_open(e->c) == 0, "%s: open", name);
+}
+
+/* Records: USP Records (Connect, Disconnect) are decoded; the others are
+ * byte patterns checked here. */
+static void wss_record(struct ep *e, const uint8_t *buf, size_t len, const struct usp_mtp_rx *rx)
+{
+    struct got g;
+    got_decode(&g, buf, len, e->eid);
+    int type = g.rec ? (int)g.rec->record_type_case : 0;
+    usp_arena_free(g.a);
+    if (e->first_type < 0)
+        e->first_type = type;
+    if (type == USP_RECORD__RECORD__RECORD_TYPE_WEBSOCKET_CONNECT)
+        return;
+    if (type == USP_RECORD__RECORD__RECORD_TYPE_DISCONNECT) {
+        e->disconnects++;
+        return;
+    }
+    e->rx_after_first++;
+    e->rx_bytes += len;
+    e->last_len = len;
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] != (uint8_t)(i * 7 + len)) {
+            e->pattern_bad++;
+            break;
+        }
+    }
+}
+
+static int send_pattern(struct ep *e, size_t len)
+{
+    uint8_t *b = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        b[i] = (uint8_t)(i * 7 + len);
+    int rc = usp_mtp_send(e->c, NULL, b, len);
+    free(b);
+    return rc;
+}
+
+#define WSS_BIG 300000
+
+/* Records both ways between a client and the session its peer accepted. */
+static void wss_exchange(const char *what, struct ep *cli, struct ep *acc)
+{
+    CHECK(send_pattern(cli, 100) == 0 && send_pattern(cli, WSS_BIG) == 0,
+          "%s: the client sends 100 and %d bytes", what, WSS_BIG);
+    CHECK(send_pattern(acc, 200) == 0 && send_pattern(acc, WSS_BIG) == 0,
+          "%s: the accepted side sends 200 and %d bytes", what, WSS_BIG);
+    WAIT_UNTIL(cli->rx_after_first >= 2 && acc->rx_after_first >= 2, 5000);
+    CHECK(acc->rx_after_first == 2 && acc->rx_bytes == 100 + WSS_BIG && !acc->pattern_bad,
+          "%s: the accepted side got both records intact (%d records, %zu bytes)", what,
+          acc->rx_after_first, acc->rx_bytes);
+    CHECK(cli->rx_after_first == 2 && cli->rx_bytes == 200 + WSS_BIG && !cli->pattern_bad,
+          "%s: the client got both records intact (%d records, %zu bytes)", what,
+          cli->rx_after_first, cli->rx_bytes);
+}
+
+static void print_ids(const char *who, const struct usp_tls_ids *ids)
+{
+    char list[300] = "";
+    size_t n = ids ? usp_tls_ids_count(ids) : 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                 usp_tls_ids_get(ids, i, NULL));
+    }
+    note("%s: usp_mtp_peer_ids: %s", who, n ? list : "none");
+}
+
+/* A client that must fail in its TLS handshake: DOWN, reason connect (or
+ * refused), never UP, with `want` in the detail. */
+static void wss_expect_down(struct ep *e, enum usp_mtp_reason reason, const char *want,
+                            const char *what)
+{
+    WAIT_UNTIL(e->downs >= 1 || e->ups >= 1, 6000);
+    CHECK(e->ups == 0 && e->downs >= 1, "%s: the client never comes UP (DOWN %d)", what, e->downs);
+    CHECK(e->reason == reason, "%s: reason %s (%s)", what, usp_mtp_reason_name(reason),
+          usp_mtp_reason_name(e->reason));
+    CHECK(strstr(e->detail, want) != NULL, "%s: the detail says \"%s\": %s", what, want, e->detail);
+    printf("#    %s: DOWN: %s\n", what, e->detail);
+    usp_mtp_conn_free(e->c);
+    e->c = NULL;
+}
+
+static int run_wss(int p1, int p2, int p3, int p4)
+{
+    uv_timer_init(loop, &tick);
+    uv_timer_start(&tick, on_tick, 20, 20);
+    accepted_on_record = wss_record;
+    accepted_on_state = NULL;
+    char why[300];
+
+    /* Configuration errors come back from the call. */
+    {
+        struct usp_mtp_config cfg;
+        struct usp_mtp_conn *c = NULL;
+        cfg_init(&cfg, USP_MTP_AGENT, "doc::agent1", "wss://127.0.0.1:1/usp");
+        int rc = usp_mtp_conn_new(ctx, &cfg, &callbacks, NULL, &c, why, sizeof why);
+        CHECK(rc == USP_EINVAL, "wss:// without TLS files: USP_EINVAL (%s)", why);
+        tls_files(&cfg, cpath("no-such-ca.pem"), cpath("agents/1.pem"), cpath("agents/1.key"));
+        rc = usp_mtp_conn_new(ctx, &cfg, &callbacks, NULL, &c, why, sizeof why);
+        CHECK(rc == USP_ENOENT && strstr(why, "no-such-ca.pem"),
+              "a missing CA file: USP_ENOENT naming it (%s)", why);
+        struct usp_mtp_listener *l = NULL;
+        char url[64];
+        snprintf(url, sizeof url, "wss://127.0.0.1:%d/usp", p4);
+        cfg_init(&cfg, USP_MTP_CONTROLLER, CTL_EID, url);
+        tls_files(&cfg, cpath("ca.pem"), cpath("controller.pem"), cpath("no-such.key"));
+        rc = usp_mtp_listen(ctx, &cfg, &wss_lcb, NULL, &l, why, sizeof why);
+        CHECK(rc == USP_ENOENT && strstr(why, "no-such.key"),
+              "a wss listener with a missing key: USP_ENOENT naming it (%s)", why);
+    }
+
+    /* Agent client -> controller listener. */
+    struct usp_mtp_listener *lc =
+        wss_listen(USP_MTP_CONTROLLER, CTL_EID, p1, cpath("controller.pem"),
+                   cpath("controller.key"), "ctl-wss");
+    static struct ep ag1, ctl2, bad;
+    wss_client(&ag1, "agent1", USP_MTP_AGENT, "doc::agent1", p1, CTL_EID, cpath("ca.pem"),
+               cpath("agents/1.pem"), cpath("agents/1.key"));
+    ag1.on_record = wss_record;
+    WAIT_UNTIL(ag1.ups == 1 && n_accepted == 1 && accepted[0].ups == 1 &&
+                   accepted[0].first_type >= 0,
+               8000);
+    CHECK(ag1.ups == 1, "agent1: UP over wss (%s)", ag1.detail);
+    CHECK(n_accepted == 1 && accepted[0].ups == 1, "ctl-wss: one session accepted and UP");
+    if (ag1.ups != 1 || n_accepted != 1)
+        return 1;
+    struct ep *cs = &accepted[0];
+    CHECK(wss_checks == 1 && wss_check_ids_ok == 1,
+          "ctl-wss: the check callback's peer.ids authenticate the agent's eid");
+    CHECK(wss_accept_ids_ok == 1, "ctl-wss: the accept callback's peer.ids authenticate it too");
+    const struct usp_tls_ids *ids = usp_mtp_peer_ids(cs->c);
+    print_ids("ctl-wss/s1", ids);
+    CHECK(ids_have(ids, "doc::agent1") && !ids_have(ids, "doc::agent2"),
+          "ctl-wss: usp_mtp_peer_ids holds doc::agent1 (and not doc::agent2)");
+    ids = usp_mtp_peer_ids(ag1.c);
+    print_ids("agent1", ids);
+    CHECK(ids_have(ids, CTL_EID), "agent1: usp_mtp_peer_ids holds the controller's %s", CTL_EID);
+    CHECK(cs->first_type == USP_RECORD__RECORD__RECORD_TYPE_WEBSOCKET_CONNECT,
+          "ctl-wss: the first record is the agent's WebSocketConnectRecord [R-MTP.6]");
+    wss_exchange("agent1<->ctl-wss", &ag1, cs);
+
+    /* Controller client -> agent listener (its certificate names
+     * doc::agent-srv and 127.0.0.1). */
+    struct usp_mtp_listener *la =
+        wss_listen(USP_MTP_AGENT, "doc::agent-srv", p2, cpath("srv/controller.pem"),
+                   cpath("srv/controller.key"), "agent-wss");
+    wss_client(&ctl2, "ctl-cli", USP_MTP_CONTROLLER, CTL_EID, p2, "doc::agent-srv", cpath("ca.pem"),
+               cpath("controller.pem"), cpath("controller.key"));
+    ctl2.on_record = wss_record;
+    WAIT_UNTIL(ctl2.ups == 1 && n_accepted == 2 && accepted[1].ups == 1 && ctl2.first_type >= 0,
+               8000);
+    CHECK(ctl2.ups == 1 && n_accepted == 2, "ctl-cli: UP over wss with the agent's listener (%s)",
+          ctl2.detail);
+    if (ctl2.ups != 1 || n_accepted != 2)
+        return 1;
+    struct ep *as = &accepted[1];
+    ids = usp_mtp_peer_ids(as->c);
+    print_ids("agent-wss/s2", ids);
+    CHECK(ids_have(ids, CTL_EID), "agent-wss: usp_mtp_peer_ids holds the controller's %s", CTL_EID);
+    CHECK(ids_have(usp_mtp_peer_ids(ctl2.c), "doc::agent-srv"),
+          "ctl-cli: usp_mtp_peer_ids holds doc::agent-srv");
+    CHECK(ctl2.first_type == USP_RECORD__RECORD__RECORD_TYPE_WEBSOCKET_CONNECT,
+          "ctl-cli: the agent listener's WebSocketConnectRecord comes first [R-MTP.6]");
+    wss_exchange("ctl-cli<->agent-wss", &ctl2, as);
+
+    /* An agent whose certificate another CA signed: the listener refuses
+     * it in the handshake. */
+    uint64_t refused0 = lc->stats.refused;
+    wss_client(&bad, "untrusted-client", USP_MTP_AGENT, "doc::agent3", p1, CTL_EID, cpath("ca.pem"),
+               cpath("unknown-ca/agents/3.pem"), cpath("unknown-ca/agents/3.key"));
+    wss_expect_down(&bad, USP_MTP_R_CONNECT, "did it refuse our certificate",
+                    "untrusted client certificate");
+    WAIT_UNTIL(lc->stats.refused > refused0, 2000);
+    CHECK(lc->stats.refused == refused0 + 1 && n_accepted == 2,
+          "ctl-wss: refused it (refused %llu), no session", (unsigned long long)lc->stats.refused);
+
+    /* The eid in the request is not the one its (trusted) certificate
+     * names: 403 [R-SEC.0a]. */
+    refused0 = lc->stats.refused;
+    wss_client(&bad, "wrong-eid", USP_MTP_AGENT, "doc::agent1", p1, CTL_EID, cpath("ca.pem"),
+               cpath("wrong-san/agents/1.pem"), cpath("wrong-san/agents/1.key"));
+    wss_expect_down(&bad, USP_MTP_R_REFUSED, "HTTP 403", "eid not in the certificate");
+    CHECK(lc->stats.refused == refused0 + 1 && n_accepted == 2,
+          "ctl-wss: refused it with 403, no session");
+
+    /* A server whose certificate another CA signed. */
+    struct usp_mtp_listener *lu =
+        wss_listen(USP_MTP_CONTROLLER, CTL_EID, p3, cpath("unknown-ca/controller.pem"),
+                   cpath("unknown-ca/controller.key"), "untrusted-server");
+    wss_client(&bad, "to-untrusted", USP_MTP_AGENT, "doc::agent2", p3, CTL_EID, cpath("ca.pem"),
+               cpath("agents/2.pem"), cpath("agents/2.key"));
+    wss_expect_down(&bad, USP_MTP_R_CONNECT,
+                    "the server's certificate did not verify: unable to get local issuer "
+                    "certificate",
+                    "untrusted server certificate");
+
+    /* A server certificate from our CA but for another host. */
+    struct usp_mtp_listener *lh =
+        wss_listen(USP_MTP_CONTROLLER, CTL_EID, p4, cpath("wrong-san/broker.pem"),
+                   cpath("wrong-san/broker.key"), "wrong-host");
+    wss_client(&bad, "to-wrong-host", USP_MTP_AGENT, "doc::agent2", p4, CTL_EID, cpath("ca.pem"),
+               cpath("agents/2.pem"), cpath("agents/2.key"));
+    wss_expect_down(&bad, USP_MTP_R_CONNECT, "is not for 127.0.0.1", "host mismatch");
+
+    /* Our own certificate cannot be loaded. */
+    wss_client(&bad, "no-cert", USP_MTP_AGENT, "doc::agent2", p1, CTL_EID, cpath("ca.pem"),
+               cpath("agents/none.pem"), cpath("agents/none.key"));
+    wss_expect_down(&bad, USP_MTP_R_CONNECT, "cannot load our certificate", "own certificate");
+
+    /* The good sessions are still up; graceful closes with DisconnectRecords. */
+    CHECK(ag1.state == USP_MTP_UP && ctl2.state == USP_MTP_UP && cs->state == USP_MTP_UP &&
+              as->state == USP_MTP_UP,
+          "the good sessions stayed UP meanwhile");
+    CHECK(usp_mtp_close(ag1.c, 0, "bye") == 0 && usp_mtp_close(ctl2.c, 0, "bye") == 0,
+          "both clients close");
+    WAIT_UNTIL(ag1.closed && ctl2.closed && cs->closed && as->closed, 6000);
+    CHECK(ag1.closed && ctl2.closed && cs->closed && as->closed, "all four ends CLOSED (%s / %s)",
+          ag1.detail, cs->detail);
+    CHECK(cs->disconnects == 1 && as->disconnects == 1,
+          "both accepted sides got the DisconnectRecord first [R-MTP.7]");
+    CHECK(usp_mtp_peer_ids(cs->c) == NULL, "usp_mtp_peer_ids is NULL once the session is over");
+
+    usp_mtp_conn_free(ag1.c);
+    usp_mtp_conn_free(ctl2.c);
+    free_accepted();
+    usp_mtp_listener_close(lc);
+    usp_mtp_listener_close(la);
+    usp_mtp_listener_close(lu);
+    usp_mtp_listener_close(lh);
+    uv_timer_stop(&tick);
+    uv_close((uv_handle_t *)&tick, NULL);
+    usp_mtp_ctx_free(ctx);
+    ctx = NULL;
+    return 0;
+}
+
+/* N agents, each with its own certificate (DIR/agents/<i>.pem, Endpoint
+ * ID doc::agent<i>), to one wss controller listener. */
+static int wss_ids_ok;
+
+static void wss_scale_accept(struct usp_mtp_listener *l, struct usp_mtp_conn *c,
+                             const struct usp_mtp_peer *peer, void *user)
+{
+    if (peer->eid && ids_have(peer->ids, peer->eid) && ids_have(usp_mtp_peer_ids(c), peer->eid))
+        wss_ids_ok++;
+    scale_accept(l, c, peer, user);
+}
+
+static const struct usp_mtp_listener_callbacks wss_scale_lcb = {.accept = wss_scale_accept};
+
+static int run_wss_scale(int port, int n)
+{
+    scale_n = n;
+    scale_conns = calloc((size_t)n, sizeof *scale_conns);
+    scale_acc = calloc((size_t)n, sizeof *scale_acc);
+    char(*eids)[48] = calloc((size_t)n, sizeof *eids);
+    char(*files)[2][600] = calloc((size_t)n, sizeof *files);
+    snprintf(url1, sizeof url1, "wss://127.0.0.1:%d/usp", port);
+    size_t m0 = heap_used();
+    struct usp_mtp_config cfg;
+    cfg_init(&cfg, USP_MTP_CONTROLLER, CTL_EID, url1);
+    tls_files(&cfg, cpath("ca.pem"), cpath("controller.pem"), cpath("controller.key"));
+    struct usp_mtp_listener *l = NULL;
+    char why[300];
+    int rc = usp_mtp_listen(ctx, &cfg, &wss_scale_lcb, NULL, &l, why, sizeof why);
+    CHECK(rc == 0, "wss-scale: listening (%s)", rc ? why : "no error");
+    if (rc)
+        return 1;
+    size_t m1 = heap_used();
+    for (int i = 0; i < n; i++) {
+        snprintf(eids[i], sizeof eids[i], "doc::agent%d", i + 1);
+        snprintf(files[i][0], sizeof files[i][0], "%s/agents/%d.pem", cert_dir, i + 1);
+        snprintf(files[i][1], sizeof files[i][1], "%s/agents/%d.key", cert_dir, i + 1);
+        cfg_init(&cfg, USP_MTP_AGENT, eids[i], url1);
+        cfg.peer_eid = CTL_EID;
+        cfg.peer_dest = url1;
+        cfg.keepalive_s = 30;
+        cfg.connect_timeout_ms = 20000;
+        tls_files(&cfg, cpath("ca.pem"), files[i][0], files[i][1]);
+        if (usp_mtp_conn_new(ctx, &cfg, &scale_cb, NULL, &scale_conns[i], why, sizeof why)) {
+            CHECK(false, "wss-scale: connection %d: %s", i, why);
+            return 1;
+        }
+    }
+    size_t m2 = heap_used();
+    scale_t0 = uv_hrtime();
+    for (int i = 0; i < n; i++)
+        usp_mtp_open(scale_conns[i]);
+    uv_run(loop, UV_RUN_DEFAULT);
+    double secs = (double)(scale_t_up - scale_t0) / 1e9;
+    for (int i = 0; i < 100 && (int)usp_mtp_ctx_stats(ctx)->rx_records < n; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+    size_t m3 = heap_used();
+    CHECK(scale_up == n, "wss-scale: %d of %d agents UP over wss", scale_up, n);
+    CHECK(scale_accepted == n, "wss-scale: %d of %d sessions accepted", scale_accepted, n);
+    CHECK(wss_ids_ok == n,
+          "wss-scale: %d of %d accepted sessions carry the agent's own "
+          "Endpoint ID from its certificate",
+          wss_ids_ok, n);
+    printf("#    %d wss sessions UP (TCP, TLS with both certificates, upgrade, 101) in %.3f s: "
+           "%.0f sessions/s\n",
+           n, secs, n / secs);
+    if (m3 > m0) { /* not under ASan, which has its own allocator */
+        printf("#    heap: TLS listener (its vhost and SSL_CTX) and lws context %.0f KB; per "
+               "client connection before open %.0f bytes; per wss session pair once up (both "
+               "ends, incl. libwebsockets and OpenSSL, buffers released when idle) %.0f bytes\n",
+               (double)(m1 - m0) / 1024, (double)(m2 - m1) / n, (double)(m3 - m2) / n);
+    }
+    for (int i = 0; i < n; i++)
+        usp_mtp_close(scale_conns[i], 0, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(scale_closed == n, "wss-scale: %d of %d closed gracefully", scale_closed, n);
+    CHECK(scale_acc_closed == n, "wss-scale: %d of %d accepted sessions saw the close",
+          scale_acc_closed, n);
+    for (int i = 0; i < n; i++)
+        usp_mtp_conn_free(scale_conns[i]);
+    usp_mtp_listener_close(l);
+    usp_mtp_ctx_free(ctx);
+    ctx = NULL;
+    free(scale_conns);
+    free(scale_acc);
+    free(eids);
+    free(files);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 3) {
         fprintf(stderr,
                 "usage: %s exchange|dup|serve|client|listen|fake-client|scale|unused-port PORT "
-                "[PORT2|N|MODE]\n",
-                argv[0]);
+                "[PORT2|N|MODE]\n       %s wss PORT1 PORT2 PORT3 PORT4 CERTDIR\n"
+                "       %s wss-scale PORT N CERTDIR\n",
+                argv[0], argv[0], argv[0]);
         return 2;
     }
     int port = atoi(argv[2]);
@@ -1395,7 +1847,13 @@ int main(int argc, char **argv)
         run_scale(port, atoi(arg3));
     else if (strcmp(what, "unused-port") == 0)
         run_unused_port(port);
-    else {
+    else if (strcmp(what, "wss") == 0 && argc >= 7) {
+        cert_dir = argv[6];
+        run_wss(port, atoi(arg3), atoi(argv[4]), atoi(argv[5]));
+    } else if (strcmp(what, "wss-scale") == 0 && argc >= 5) {
+        cert_dir = argv[4];
+        run_wss_scale(port, atoi(arg3));
+    } else {
         fprintf(stderr, "unknown scenario %s\n", what);
         return 2;
     }

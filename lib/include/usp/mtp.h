@@ -597,7 +597,23 @@ int usp_mtp_reject(struct usp_mtp_conn *c, const char *reason);
  * - Costs per session: one file descriptor, about 2.6 KB of heap with
  *   libwebsockets (see tests/integration/test-ws-mtp.sh); per context the
  *   lws_context, whose fd table follows the process's fd limit.
- * TLS (wss://) is not supported yet (USP_EPERM). */
+ * - wss:// (both roles, lib/mtp_ws_tls.c) with mutual authentication
+ *   [R-MTP.1, R-SEC.0a]: TLS 1.2+, the peer's certificate required and
+ *   verified against tls.ca_file only. A client checks the server's
+ *   certificate against the URL's host and sends its own tls.cert_file
+ *   (set per connection: one per agent); a DOWN after a failed handshake
+ *   says why (OpenSSL's verify text, a host mismatch, our certificate not
+ *   loadable, or the server ending it after our certificate). A listener
+ *   refuses a client whose certificate does not verify (counted in
+ *   stats.refused) and, with 403, one whose "eid" its certificate does not
+ *   authenticate; struct usp_mtp_peer.ids and usp_mtp_peer_ids carry the
+ *   peer certificate's Endpoint IDs in both roles. Costs: per context one
+ *   client vhost and SSL_CTX per CA file, and one server vhost and SSL_CTX
+ *   per set of listener files, kept until the context goes (libwebsockets
+ *   4.1 cannot destroy a vhost that had connections); per session the
+ *   OpenSSL connection with its own certificate and the peer's IDs
+ *   (tests/integration/test-ws-mtp.sh prints it, about 67 KB per client
+ *   and server pair). */
 extern const struct usp_mtp_ops usp_mtp_ws_ops;
 extern const struct usp_mtp_ext_ops usp_mtp_ws_ext_ops;
 
