@@ -55,11 +55,19 @@ struct agents_opts {
 static int add_urls(const char **list, unsigned *n, const char *what, const char *val, char *why,
                     size_t whylen)
 {
+    /* The copies live until exit (kept here so that they stay reachable). */
+    static char *copies[2 * SIM_MAX_BROKERS];
+    static unsigned ncopies;
+    if (ncopies >= sizeof copies / sizeof copies[0]) {
+        snprintf(why, whylen, "too many %s options", what);
+        return -1;
+    }
     char *copy = strdup(val);
     if (!copy) {
         snprintf(why, whylen, "out of memory");
         return -1;
     }
+    copies[ncopies++] = copy;
     for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         if (*n >= SIM_MAX_BROKERS) {

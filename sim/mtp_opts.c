@@ -30,13 +30,15 @@ const char *sim_mtp_url_binding(const char *url, bool *tls, char *why, size_t wh
     return NULL;
 }
 
+/* DIR/name in one of three buffers that live as long as the process (the
+ * TLS file names are used until exit). NULL when too long. */
 static char *join_path(const char *dir, const char *name)
 {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
+    static char paths[3][4096];
+    static unsigned next;
+    char *p = paths[next++ % 3];
+    int n = snprintf(p, sizeof paths[0], "%s/%s", dir, name);
+    return n < 0 || (size_t)n >= sizeof paths[0] ? NULL : p;
 }
 
 static bool readable(const char *path)
@@ -163,7 +165,7 @@ int sim_mtp_choose(const struct sim_mtp_opts *o, const char *const *brokers, uns
                                           : shared     ? "agents/shared.key"
                                                        : "agents/{n}.key");
         if (!t->ca_file || !t->cert_file || !t->key_file) {
-            snprintf(why, whylen, "out of memory");
+            snprintf(why, whylen, "--certs %s: the folder name is too long", o->certs);
             return -1;
         }
     }

@@ -317,9 +317,9 @@ else
     st_fleet=$!
     fl_track "$st_fleet"
     fleet_has "$tmp/sts.json" "d['connected'] == 2" 30
-    run "$U" controller --broker "$SS" --certs "$tmp/pki" --to os::012345-SIM000001 --timeout 5 \
-        -e 'get Device.DeviceInfo.SerialNumber'
-    check stomps-get has "Device.DeviceInfo.SerialNumber = GW00000001"
+    run_reqs "$U" controller --broker "$SS" --certs "$tmp/pki" --to os::012345-SIM000001 --timeout 5
+    check stomps-exit rc_is 0
+    check_answers stomps GW00000001
     fl_stop "$st_fleet" 20
     fl_untrack "$st_fleet"
     rmq_stop
@@ -378,7 +378,7 @@ AP=$(fl_free_port)
     fl_fail_setup "uspsim certs --shared-agent failed: $(cat "$tmp/certs.out")"
 p2p_case coaps 2 --listen "coaps://127.0.0.1:$CP" --certs "$tmp/pki" -- \
     --controller "coaps://127.0.0.1:$CP" --listen "coaps://127.0.0.1:$AP" --certs "$tmp/pki"
-check coaps-get has "Device.DeviceInfo.SerialNumber = GW00000002"
+check_answers coaps GW00000002 1.0,1.1,1.2
 p2p_end coaps
 
 # ---- MQTT over TLS ---------------------------------------------------------------------
