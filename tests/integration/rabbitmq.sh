@@ -168,6 +168,7 @@ EOF
         RABBITMQ_ENABLED_PLUGINS_FILE="$rmq_dir/enabled_plugins" \
         RABBITMQ_MNESIA_BASE="$rmq_dir/mnesia" \
         RABBITMQ_LOG_BASE="$rmq_dir/log" \
+        ERL_CRASH_DUMP="$rmq_dir/erl_crash.dump" \
         RABBITMQ_CONF_ENV_FILE="$rmq_dir/rabbitmq-env.conf" \
         RABBITMQ_ADVANCED_CONFIG_FILE="$rmq_dir/advanced.config" \
         RABBITMQ_PID_FILE="$rmq_dir/node.pid" \
