@@ -27,6 +27,7 @@
 #define STOP_TIMEOUT_MS 5000
 #define RESTART_DELAY_MS 200 /* lets the OperateResp leave before the agent restarts */
 #define MAX_STARTS_PER_TICK 2000
+#define FAILURES_SHOWN 3 /* connection failures per worker written to stderr */
 
 struct sim_worker;
 
@@ -99,6 +100,7 @@ struct sim_worker {
     int stats_fd, ctl_fd;
     bool stopping, finished;
     uint64_t closing, closed; /* graceful closes asked for / reported while stopping */
+    unsigned failures_shown;  /* connection failures written to stderr */
     struct sim_stats st;
     struct usp_e2e_stats e2e_stats;
     struct usp_arena *e2e_arena; /* Messages delivered out of sessions */
@@ -706,6 +708,17 @@ static void on_state(struct usp_mtp_conn *c, const struct usp_mtp_event *ev, voi
         w->st.reconnecting++;
         if (was_up)
             w->st.drops++;
+        /* Why agents cannot connect, a few times per worker: the
+         * counters alone do not say. */
+        if (!(ag->flags & AG_EVER_UP) && ev->attempt == 1 && w->failures_shown <= FAILURES_SHOWN) {
+            if (w->failures_shown++ < FAILURES_SHOWN)
+                fprintf(stderr, "uspsim agents: %s: %s (%s); retrying in %.1f s\n", ag->eid,
+                        ev->detail, usp_mtp_reason_name(ev->reason), ev->retry_ms / 1000.0);
+            else
+                fprintf(stderr, "uspsim agents: worker %u: more agents cannot connect; not "
+                                "shown\n",
+                        w->id);
+        }
         break;
     case USP_MTP_CLOSED:
         if (w->stopping) {

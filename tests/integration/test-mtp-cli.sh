@@ -15,7 +15,9 @@
 #                a controller on it, Boot!s acknowledged, every request kind
 #                with -e, the STOMPConnectRecord's destination used.
 #   wss          the same over TLS with certificates of `uspsim certs`; an
-#                agent with another CA's certificate gets no session.
+#                agent with another CA's certificate, or with a certificate
+#                naming another agent (wrong SAN), gets no session (also
+#                over UDS with TLS).
 #   uds          the controller accepting at unix:PATH, agents connecting:
 #                UDSConnectRecords, Boot!s acknowledged, every request kind;
 #                the same with TLS (--uds-tls, certificates of `uspsim
@@ -340,6 +342,22 @@ tail -n 1 "$tmp/wss-bad.json" >"$tmp/out" 2>/dev/null
 check wss-untrusted-refused jq_ "$tmp/out" "d['connected'] == 0 and d['notifs_acked'] == 0"
 fl_stop "$bad_fleet" 20
 fl_untrack "$bad_fleet"
+# An agent whose certificate names another agent (the wrong-san variant:
+# agent n carries agent n+1's Endpoint ID) is refused too [R-SEC.0a].
+"$U" certs --out "$tmp/pki" --agents 5 --variant wrong-san >"$tmp/certs.out" 2>&1 ||
+    fl_fail_setup "uspsim certs --variant wrong-san failed: $(cat "$tmp/certs.out")"
+"$U" agents --count 1 --first-index 4 --controller "wss://127.0.0.1:$WSP/usp" \
+    --ca "$tmp/pki/ca.pem" --cert "$tmp/pki/wrong-san/agents/{n}.pem" \
+    --key "$tmp/pki/wrong-san/agents/{n}.key" --quiet --stats-json "$tmp/wss-san.json" \
+    >"$tmp/wss-san.out" 2>&1 &
+bad_fleet=$!
+fl_track "$bad_fleet"
+sleep 4
+tail -n 1 "$tmp/wss-san.json" >"$tmp/out" 2>/dev/null
+check wss-wrong-san-refused jq_ "$tmp/out" "d['connected'] == 0 and d['notifs_acked'] == 0"
+check wss-wrong-san-said grep -q "os::012345-SIM000004: the server refused the session (HTTP 403)" "$tmp/wss-san.out"
+fl_stop "$bad_fleet" 20
+fl_untrack "$bad_fleet"
 p2p_end wss
 
 # ---- UNIX domain sockets, plain and TLS -----------------------------------------------
@@ -359,6 +377,19 @@ fl_track "$bad_fleet"
 sleep 4
 tail -n 1 "$tmp/uds-bad.json" >"$tmp/out" 2>/dev/null
 check uds-tls-untrusted-refused jq_ "$tmp/out" "d['connected'] == 0 and d['notifs_acked'] == 0"
+check uds-tls-untrusted-said grep -q "os::012345-SIM000004: .*certificate" "$tmp/uds-bad.out"
+fl_stop "$bad_fleet" 20
+fl_untrack "$bad_fleet"
+"$U" agents --count 1 --first-index 4 --controller "unix:$tmp/ctl-tls.sock" --uds-tls \
+    --ca "$tmp/pki/ca.pem" --cert "$tmp/pki/wrong-san/agents/{n}.pem" \
+    --key "$tmp/pki/wrong-san/agents/{n}.key" --quiet --stats-json "$tmp/uds-san.json" \
+    >"$tmp/uds-san.out" 2>&1 &
+bad_fleet=$!
+fl_track "$bad_fleet"
+sleep 4
+tail -n 1 "$tmp/uds-san.json" >"$tmp/out" 2>/dev/null
+check uds-tls-wrong-san-refused jq_ "$tmp/out" "d['connected'] == 0 and d['notifs_acked'] == 0"
+check uds-tls-wrong-san-said grep -q "is not authenticated by the certificate (it holds os::012345-SIM000005)" "$tmp/uds-san.out"
 fl_stop "$bad_fleet" 20
 fl_untrack "$bad_fleet"
 p2p_end uds-tls
